@@ -1,0 +1,55 @@
+"""What every agent shares: settings, topics, tables, the render pool, and one
+way to emit an event."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import faust
+
+from agents.render_pool import RenderPool
+from projections.tables import Tables
+from schemas.events import Event
+from streams.codec import encode
+from streams.settings import Settings
+from streams.topics import TopicSpec, topic_name
+
+
+@dataclass
+class WorkerContext:
+    app: faust.App
+    settings: Settings
+    tables: Tables
+    pool: RenderPool
+    topics: dict[str, faust.TopicT] = field(default_factory=dict)
+    source: str = "regen/worker"
+    _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _pool_running: bool = False
+
+    async def ensure_pool(self) -> None:
+        """Both render lanes share one pool; the first to start starts it."""
+        async with self._pool_started:
+            if not self._pool_running:
+                await self.pool.start()
+                self._pool_running = True
+
+    def topic(self, spec: TopicSpec) -> faust.TopicT:
+        name = topic_name(self.settings, spec)
+        if name not in self.topics:
+            # value_serializer raw: agents decode themselves, so a body that
+            # does not parse reaches our dead-letter handling instead of
+            # crashing inside Faust.
+            self.topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
+                                               key_serializer="raw", value_serializer="raw",
+                                               partitions=self.settings.partitions)
+        return self.topics[name]
+
+    async def emit(self, spec: TopicSpec, event: Event) -> None:
+        """Send and wait for the broker's ack, so a batch's offsets are only
+        committed after what it produced is durable."""
+        envelope = encode(event, self.source)
+        await self.app.producer.send_and_wait(
+            topic_name(self.settings, spec), envelope.key, envelope.value,
+            partition=None, timestamp=None, headers=envelope.headers,
+        )

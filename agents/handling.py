@@ -1,0 +1,57 @@
+"""Decoding one message and running its handler so that nothing crashes an agent.
+
+A poison message (undecodable, invalid) goes to the dead-letter topic; so does
+one whose handler raised something unexpected. Either way the agent goes on
+with the next message and the offset advances: a bad event must not stall a
+partition forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from typing import Any, Awaitable, Callable, Iterator, Sequence
+
+from faust import streams as faust_streams
+
+from agents.context import WorkerContext
+from agents.deadletter import send_to_deadletter
+from schemas.events import Event
+from streams.codec import decode
+from streams.exceptions import PoisonEvent
+
+log = logging.getLogger(__name__)
+
+
+async def handle_message(
+    ctx: WorkerContext,
+    message: Any,
+    expected: Sequence[type[Event]],
+    handler: Callable[[WorkerContext, Any], Awaitable[None]],
+) -> None:
+    try:
+        event, _ce_id = decode(message.value, message.headers, expected)
+    except PoisonEvent as e:
+        await send_to_deadletter(ctx, message, e)
+        return
+    try:
+        await handler(ctx, event)
+    except Exception as e:  # noqa: BLE001 - the point is that nothing escapes
+        log.exception("handling %s from %s failed", type(event).__name__, message.topic)
+        await send_to_deadletter(ctx, message, e)
+
+
+@contextlib.contextmanager
+def as_current_event(event: Any) -> Iterator[None]:
+    """Make Faust attribute table writes to ``event``'s partition.
+
+    Faust sends a table's changelog record to the partition of the event being
+    processed (``faust.streams.current_event``). A batch from ``take_events``
+    mixes partitions, so each job's writes must run under its own event.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)

@@ -1,0 +1,40 @@
+"""Projector: folds completions back into the jobs and assets tables."""
+
+from __future__ import annotations
+
+import logging
+
+from agents.context import WorkerContext
+from agents.handling import handle_message
+from projections import folds
+from projections.state import AssetState, JobState
+from schemas.events import ImageFailed, ImageGenerated
+from streams.topics import IMAGES_RESULTS
+
+log = logging.getLogger(__name__)
+
+
+def register_projector(ctx: WorkerContext) -> None:
+    @ctx.app.agent(ctx.topic(IMAGES_RESULTS), name="projector")
+    async def projector(stream):
+        async for event in stream.events():
+            await handle_message(ctx, event.message, IMAGES_RESULTS.event_types, on_completion)
+
+
+async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
+    if not event.job_id:
+        return  # a refused request (unknown target or variant): no job to fold
+    jobs, assets = ctx.tables.jobs, ctx.tables.assets
+    job = JobState.from_dict(jobs.get(event.job_id))
+    asset = AssetState.from_dict(assets.get(event.target.id)) if event.target.kind == "thumbnail" else None
+    if isinstance(event, ImageGenerated):
+        jobs[event.job_id] = folds.job_generated(job, event).to_dict()
+        if asset is not None:
+            assets[event.target.id] = folds.asset_image_generated(asset, event).to_dict()
+        if not event.cache_hit:
+            log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
+                     event.width, event.height, event.render_ms)
+    else:
+        jobs[event.job_id] = folds.job_failed(job, event).to_dict()
+        if asset is not None:
+            assets[event.target.id] = folds.asset_image_failed(asset, event).to_dict()

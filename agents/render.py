@@ -1,0 +1,155 @@
+"""Render agents: one per lane, each taking jobs in batches into the process pool.
+
+Commit order for one batch, which is what makes a killed worker lose nothing:
+
+1. take up to ``render_batch_size`` jobs (Faust holds their acks);
+2. mark each running in the jobs table, under the job's own event so the
+   changelog record lands in the job's partition;
+3. render them all in the pool, at most one per render process at a time;
+4. emit each ImageGenerated/ImageFailed and wait for the broker's ack;
+5. only then does ``take_events`` ack the batch, and the next commit moves the
+   offsets past it. A crash anywhere before 5 redelivers the whole batch;
+   deterministic output paths make the second render write the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from agents.context import WorkerContext
+from agents.deadletter import send_to_deadletter
+from agents.handling import as_current_event
+from agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
+from imaging.limits import Limits
+from imaging.render import RenderOutcome, ThumbnailTask, run_thumbnail_task
+from projections import folds
+from projections.state import AssetState, JobState
+from schemas.events import Event, ImageFailed, ImageGenerated
+from schemas.jobs import RenderJob
+from streams.codec import decode, now_iso
+from streams.exceptions import PoisonEvent
+from streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, TopicSpec
+
+log = logging.getLogger(__name__)
+
+# How long take_events waits to fill a batch: short, so one lone request is
+# not held back waiting for company.
+BATCH_WINDOW_S = 0.05
+# Retriable errors are retried in place for now: first delay, factor, cap.
+RETRY_FIRST_DELAY_S, RETRY_FACTOR, RETRY_CAP_S, MAX_ATTEMPTS = 1.0, 2.0, 10.0, 3
+
+
+def register_render(ctx: WorkerContext) -> None:
+    for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
+        _register_lane(ctx, spec)
+
+
+def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
+    lane = spec.suffix.rsplit(".", 1)[1]
+
+    async def render_lane(stream):
+        await ctx.ensure_pool()
+        async for batch in stream.take_events(ctx.settings.render_batch_size, within=BATCH_WINDOW_S):
+            await render_batch(ctx, batch)
+
+    ctx.app.agent(ctx.topic(spec), name=f"render-{lane}")(render_lane)
+
+
+async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
+    accepted: list[tuple[Any, RenderJob]] = []
+    for event in batch:
+        try:
+            job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
+        except PoisonEvent as e:
+            await send_to_deadletter(ctx, event.message, e)
+            continue
+        with as_current_event(event):
+            if _start(ctx, job):
+                accepted.append((event, job))
+    results = await asyncio.gather(*(_render_one(ctx, job) for _, job in accepted), return_exceptions=True)
+    for (event, job), result in zip(accepted, results):
+        if isinstance(result, BaseException):  # a bug, not a render error: keep it visible
+            log.error("render of %s raised %r", job.job_id, result)
+            await send_to_deadletter(ctx, event.message, result)
+            continue
+        with as_current_event(event):
+            request_ids = _request_ids(ctx, job)
+        await ctx.emit(IMAGES_RESULTS, _completion(result, request_ids))
+
+
+def _start(ctx: WorkerContext, job: RenderJob) -> bool:
+    """Mark the job running; False if it needs no render (done already, or stale)."""
+    at = now_iso()
+    current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+    if current is not None and current.status == "completed" and not job.force:
+        return False  # a redelivered job whose completion is already folded
+    asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
+    if asset is not None and asset.revision > job.revision:
+        ctx.tables.jobs[job.job_id] = (current or folds.job_queued(None, job, at)).evolve(
+            status="superseded", updated_at=at).to_dict()
+        return False
+    ctx.tables.jobs[job.job_id] = folds.job_started(current, job, at).to_dict()
+    if asset is not None:
+        ctx.tables.assets[job.target.id] = folds.asset_variant_running(asset, job, at).to_dict()
+    return True
+
+
+def _request_ids(ctx: WorkerContext, job: RenderJob) -> tuple[str, ...]:
+    """Requests that joined the job while it waited or rendered."""
+    current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+    joined = current.request_ids if current is not None else ()
+    return tuple(dict.fromkeys((*job.request_ids, *joined)))
+
+
+async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event:
+    settings = ctx.settings
+    task = ThumbnailTask(
+        source_uri=job.source_uri, source_sha256=job.source_sha256, variant=job.variant,
+        media_roots=settings.media_roots, image_store=Path(settings.image_store),
+        limits=Limits(settings.max_source_pixels, settings.max_source_bytes),
+        force=job.force, media_type=job.media_type,
+    )
+    attempt = job.attempt
+    while True:
+        try:
+            outcome: RenderOutcome = await ctx.pool.run(run_thumbnail_task, task)
+            return _generated(ctx, job, outcome, attempt)
+        except TaskFailed as e:
+            if e.permanent:
+                return _failed(job, "permanent", e.code, e.message, attempt)
+            error = (e.code, e.message)
+        except TaskTimedOut as e:
+            return _failed(job, "timeout", "timeout", str(e), attempt)
+        except WorkerDied as e:
+            error = ("worker_died", str(e))
+        if attempt >= MAX_ATTEMPTS:
+            return _failed(job, "exhausted", error[0], f"{error[1]} (after {attempt} attempts)", attempt)
+        delay = min(RETRY_CAP_S, RETRY_FIRST_DELAY_S * RETRY_FACTOR ** (attempt - 1))
+        log.info("job %s attempt %d failed (%s); retrying in %.1f s", job.job_id, attempt, error[1], delay)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        attempt += 1
+
+
+def _generated(ctx: WorkerContext, job: RenderJob, outcome: RenderOutcome, attempt: int) -> ImageGenerated:
+    return ImageGenerated(
+        target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
+        uri=outcome.path.relative_to(Path(ctx.settings.image_store)).as_posix(), sha256=outcome.sha256,
+        width=outcome.width, height=outcome.height, bytes=outcome.bytes, render_ms=round(outcome.render_ms, 2),
+        attempts=attempt, cache_hit=outcome.cache_hit, generated_at=now_iso(),
+    )
+
+
+def _failed(job: RenderJob, reason: str, code: str, message: str, attempt: int) -> ImageFailed:
+    log.warning("job %s failed (%s, %s): %s", job.job_id, reason, code, message)
+    return ImageFailed(target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
+                       reason=reason, error_code=code, error=message, attempts=attempt, failed_at=now_iso())
+
+
+def _completion(event: Event, request_ids: tuple[str, ...]) -> Event:
+    from dataclasses import replace
+
+    return replace(event, request_ids=request_ids)

@@ -1,0 +1,205 @@
+"""A pool of render processes with a per-job timeout that kills and replaces
+a hung process.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot cancel a running
+call, and a worker killed under it breaks the whole pool. Here each slot is one
+process behind a pipe; the event loop waits on the pipe's file descriptor
+(``loop.add_reader``), so no thread blocks and no CPU work touches the loop.
+
+The pool knows nothing of Kafka: it takes a picklable task and a function name
+and returns the function's result or a typed failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+# How long a replaced process gets to exit after SIGTERM before SIGKILL. A
+# render that hangs in C code ignores nothing but SIGKILL, so keep this short.
+KILL_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class TaskFailed(Exception):
+    """The task raised: ``code`` and ``permanent`` come from ImagingError."""
+
+    code: str
+    message: str
+    permanent: bool
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskTimedOut(Exception):
+    pass
+
+
+class WorkerDied(Exception):
+    """The render process exited mid-task (a crash in a C decoder, OOM kill)."""
+
+
+def _child_main(conn: Connection, limits_init: Callable[[], None] | None) -> None:
+    # The parent handles Ctrl-C and shuts the pool down; a child that also
+    # reacted to SIGINT would die mid-write and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if limits_init is not None:
+        limits_init()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, task = message
+        try:
+            conn.send(("ok", fn(task)))
+        except BaseException as e:  # report everything; the parent decides
+            permanent = bool(getattr(e, "permanent", False))
+            code = getattr(e, "code", type(e).__name__)
+            text = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            if not hasattr(e, "code"):
+                log.error("unexpected error in render process:\n%s", traceback.format_exc())
+            conn.send(("error", (code, text, permanent)))
+
+
+class _Slot:
+    def __init__(self, ctx, initializer):
+        parent, child = ctx.Pipe(duplex=True)
+        self.conn = parent
+        self.process = ctx.Process(target=_child_main, args=(child, initializer), daemon=True)
+        self.process.start()
+        child.close()
+        self.jobs_done = 0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.process.terminate()
+                self.process.join(KILL_GRACE_S)
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(KILL_GRACE_S)
+            except (OSError, ValueError):
+                pass
+        self.conn.close()
+
+
+class RenderPool:
+    """``size`` render processes; ``run()`` waits for a free one."""
+
+    def __init__(self, size: int, timeout: float, initializer: Callable[[], None] | None = None):
+        # forkserver: children start from a clean interpreter, not a copy of a
+        # Faust worker with its sockets and event loop.
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._size = size
+        self._timeout = timeout
+        self._initializer = initializer
+        self._idle: asyncio.Queue[_Slot] | None = None
+        self._all: set[_Slot] = set()
+        self.replaced = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def start(self) -> None:
+        self._idle = asyncio.Queue()
+        for _ in range(self._size):
+            self._add_slot()
+
+    def _add_slot(self) -> None:
+        slot = _Slot(self._ctx, self._initializer)
+        self._all.add(slot)
+        assert self._idle is not None
+        self._idle.put_nowait(slot)
+
+    async def run(self, fn: Callable[[Any], Any], task: Any, timeout: float | None = None) -> Any:
+        if self._idle is None:
+            raise RuntimeError("RenderPool.start() was not awaited")
+        slot = await self._idle.get()
+        healthy = False
+        try:
+            result = await self._call(slot, fn, task, timeout or self._timeout)
+            healthy = True
+            return result
+        except TaskFailed:
+            healthy = True
+            raise
+        finally:
+            if healthy:
+                self._idle.put_nowait(slot)
+            else:
+                self._replace(slot)
+
+    async def _call(self, slot: _Slot, fn, task, timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = slot.conn.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        started = time.monotonic()
+        try:
+            slot.conn.send((fn, task))
+            await asyncio.wait_for(asyncio.shield(ready), timeout)
+        except asyncio.TimeoutError:
+            raise TaskTimedOut(f"render did not finish within {timeout:g} s (process killed and replaced)") from None
+        except (BrokenPipeError, OSError) as e:
+            raise WorkerDied(f"render process is gone: {e}") from e
+        finally:
+            loop.remove_reader(fd)
+        try:
+            kind, payload = slot.conn.recv()
+        except (EOFError, OSError) as e:
+            code = slot.process.exitcode
+            raise WorkerDied(
+                f"render process died after {time.monotonic() - started:.1f} s (exit code {code})"
+            ) from e
+        if kind == "ok":
+            slot.jobs_done += 1
+            return payload
+        code, message, permanent = payload
+        raise TaskFailed(code, message, permanent)
+
+    def _replace(self, slot: _Slot) -> None:
+        self._all.discard(slot)
+        slot.kill()
+        self.replaced += 1
+        log.warning("replaced render process %s (%d replaced so far)", slot.process.pid, self.replaced)
+        self._add_slot()
+
+    async def stop(self) -> None:
+        for slot in list(self._all):
+            try:
+                slot.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for slot in list(self._all):
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            slot.kill()
+        self._all.clear()
+
+
+def pids(pool: RenderPool) -> list[int]:
+    """Process ids of the live render processes (tests and `regen status`)."""
+    return [s.process.pid for s in pool._all if s.process.pid is not None and _alive(s.process.pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,1 @@
+"""The `regen` command line."""

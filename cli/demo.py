@@ -1,0 +1,169 @@
+"""`regen demo`: broker, worker, an import, every thumbnail waited for, a summary.
+
+It runs the same parts a deployment runs: the local Kafka broker, `regen
+worker` as its own process, the importer publishing AssetImported, and the
+completion events read back from Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from cli import format as fmt
+from cli.publishing import import_folder
+from streams import local_broker
+from streams.connection import bootstrap_servers
+from streams.exceptions import RegenError
+from streams.results import wait_for
+from streams.settings import ENVIRONMENT, Settings
+
+# A cold worker (JVM-free, but Faust, RocksDB and a rebalance) is ready in
+# about 5 s here; 60 s covers a slow first import of the Python packages.
+WORKER_READY_TIMEOUT_S = 60.0
+# Thumbnails of the samples take a second or two; a user's folder may be large.
+PER_IMAGE_TIMEOUT_S = 5.0
+
+
+def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> None:
+    say = lambda text: click.echo(click.style("regen demo: ", fg="cyan") + text, err=True)  # noqa: E731
+    if folder is None:
+        from cli.samples import write_samples
+
+        folder = settings.state_dir / "demo-media"
+        say(f"making sample media in {folder} (photos in six EXIF orientations, a short video)")
+        write_samples(folder)
+    folder = folder.resolve()
+    roots = settings.media_roots if any(folder.is_relative_to(r.resolve()) for r in settings.media_roots) \
+        else (*settings.media_roots, folder)
+    settings = settings.with_overrides(media_roots=roots, web_port=_port_or_free(settings.web_port))
+
+    started_broker = False
+    if not settings.bootstrap_servers and local_broker.find_running(settings.state_dir) is None:
+        say("starting a local Kafka broker (the first run fetches its jars from Maven Central)")
+        info = local_broker.start(settings.state_dir, progress=say)
+        started_broker = True
+        say(f"Kafka is up at {info.bootstrap}")
+    bootstrap = bootstrap_servers(settings)
+
+    log_path = settings.state_dir / "demo-worker.log"
+    say(f"starting a worker (HTTP on port {settings.web_port}, log {log_path})")
+    worker = _start_worker(settings, log_path)
+    try:
+        _wait_for_health(settings, worker, log_path)
+        batch_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+        say(f"importing {folder} as batch {batch_id}")
+        summary = asyncio.run(import_folder(settings, folder, batch_id, as_json=False))
+        asset_ids = summary["asset_ids"]
+        expected = {f"{a}/{v}" for a in asset_ids for v in settings.pregenerate_variants}
+        say(f"published {len(asset_ids)} AssetImported; waiting for {len(expected)} thumbnails")
+        completions = asyncio.run(_wait_with_progress(settings, bootstrap, expected))
+        _print_summary(settings, completions, asset_ids)
+    finally:
+        if keep_running:
+            say(f"left running: worker pid {worker.pid}, HTTP port {settings.web_port}. "
+                f"Stop with `kill {worker.pid}` and `regen broker stop`.")
+        else:
+            _stop_worker(worker)
+            if started_broker:
+                local_broker.stop(settings.state_dir)
+                say("stopped the worker and the broker")
+            else:
+                say("stopped the worker")
+
+
+async def _wait_with_progress(settings: Settings, bootstrap: str, expected: set[str]) -> dict:
+    bar = tqdm(total=len(expected), unit="img", desc="thumbnails", file=sys.stderr)
+
+    def key(completion) -> str:
+        return f"{completion.target.id}/{completion.variant}"
+
+    try:
+        return await wait_for(settings, bootstrap, key, expected,
+                              timeout=30 + PER_IMAGE_TIMEOUT_S * len(expected), on_progress=lambda _: bar.update(1))
+    except TimeoutError as e:
+        raise RegenError(f"{e}. The worker log may say why.") from e
+    finally:
+        bar.close()
+
+
+def _print_summary(settings: Settings, completions: dict, asset_ids: list[str]) -> None:
+    generated = [c for c in completions.values() if type(c).__name__ == "ImageGenerated"]
+    failed = [c for c in completions.values() if type(c).__name__ == "ImageFailed"]
+    rows = []
+    for c in sorted(completions.values(), key=lambda c: (c.target.id, c.variant)):
+        if type(c).__name__ == "ImageGenerated":
+            rows.append((c.target.id, c.variant, "generated", f"{c.width}x{c.height}", f"{c.render_ms:.0f} ms", c.uri))
+        else:
+            rows.append((c.target.id, c.variant, f"failed ({c.reason})", "", "", c.error))
+    click.echo(fmt.format_table(rows, ("asset", "variant", "outcome", "size", "render", "file / error")))
+    click.echo("")
+    click.echo(f"{len(generated)} thumbnail(s) generated, {len(failed)} failed, for {len(asset_ids)} asset(s).")
+    click.echo(f"Files are under {settings.image_store}")
+    if asset_ids:
+        first = asset_ids[0]
+        try:
+            from cli.main import _get
+
+            click.echo("\nWhat the worker's projection says of the first asset (regen status asset …):\n")
+            click.echo(fmt.format_asset(_get(settings, f"/assets/{first}")))
+        except RegenError as e:
+            click.echo(f"(could not query the worker: {e})")
+        click.echo(f"\nQuery a running worker with:  {ENVIRONMENT['web_port']}={settings.web_port} "
+                   f"regen status asset {first}")
+        click.echo(f"or over HTTP:                 curl http://{settings.web_host}:{settings.web_port}/assets/{first}")
+
+
+def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env[ENVIRONMENT["media_roots"]] = os.pathsep.join(str(r) for r in settings.media_roots)
+    env[ENVIRONMENT["web_port"]] = str(settings.web_port)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for_health(settings: Settings, worker: subprocess.Popen, log_path: Path) -> None:
+    url = f"http://{settings.web_host}:{settings.web_port}/health"
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RegenError(f"the worker exited with code {worker.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RegenError(f"the worker did not answer on {url} within {WORKER_READY_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+def _stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is not None:
+        return
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def _port_or_free(port: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]

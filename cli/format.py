@@ -1,0 +1,55 @@
+"""Pure formatting for the CLI: data in, text out, no printing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def format_table(rows: Iterable[tuple[str, ...]], headers: tuple[str, ...]) -> str:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
+
+
+def format_config(rows: list[tuple[str, str, str]]) -> str:
+    return format_table(rows, ("setting", "environment variable", "value"))
+
+
+def format_asset(asset: dict[str, Any]) -> str:
+    head = [
+        f"asset     {asset['asset_id']}",
+        f"file      {asset['uri']} ({asset['media_type']}, {asset['size_bytes']} bytes)",
+        f"sha256    {asset['sha256']}",
+        f"revision  {asset['revision']}" + (f"   batch {asset['batch_id']}" if asset.get("batch_id") else ""),
+        f"imported  {asset['imported_at']}" + (f"   captured {asset['captured_at']}" if asset.get("captured_at") else ""),
+        "",
+    ]
+    rows = []
+    for name, v in sorted(asset.get("variants", {}).items()):
+        out = v.get("output") or {}
+        detail = out.get("uri", "") if v["status"] == "completed" else (v.get("error") or "")
+        size = f"{out['width']}x{out['height']}" if out else ""
+        rows.append((name, v["status"], size, detail, (out.get("sha256") or "")[:12]))
+    table = format_table(rows, ("variant", "status", "size", "output / error", "sha256")) if rows else "no variants yet"
+    return "\n".join(head) + table
+
+
+def format_job(job: dict[str, Any]) -> str:
+    lines = [
+        f"job       {job['job_id']}",
+        f"status    {job['status']}   attempts {job['attempts']}   lane {job['lane']}",
+        f"created   {job['created_at']}   updated {job['updated_at']}",
+    ]
+    if job.get("output"):
+        o = job["output"]
+        lines.append(f"output    {o['uri']} ({o['width']}x{o['height']}, {o['bytes']} bytes, sha256 {o['sha256'][:12]}…)")
+    if job.get("error"):
+        lines.append(f"error     {job.get('reason')}/{job.get('error_code')}: {job['error']}")
+    if job.get("request_ids"):
+        lines.append(f"requests  {', '.join(job['request_ids'])}")
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,252 @@
+"""The `regen` command line.
+
+Thin on purpose: it parses arguments, calls the library, and prints through
+the pure functions in ``cli.format``. Every operational error is a RegenError
+(or an ImagingError/SchemaError) caught once in ``main``: a one-line message
+and exit 1. Usage errors exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+import orjson
+
+from cli import format as fmt
+from imaging.errors import ImagingError
+from schemas.exceptions import SchemaError
+from streams.exceptions import RegenError
+from streams.settings import ENVIRONMENT, Settings
+
+EXIT_ERROR = 1
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="regen", prog_name="regen")
+def cli() -> None:
+    """regen keeps derived images (thumbnails, median composites) in step
+    with their sources, as an event-sourced stream processor on Kafka.
+
+    \b
+    First time here?   regen demo         (broker, worker, sample import, summary)
+    Day to day:        regen broker start; regen worker; regen import DIR
+    Look things up:    regen status asset ID;  regen config
+
+    Settings come from environment variables; `regen config` lists them all.
+    """
+
+
+# --- broker ----------------------------------------------------------------
+
+@cli.group()
+def broker() -> None:
+    """Run a local single-node Kafka (KRaft) from Maven Central jars.
+
+    Not needed when KAFKA_BOOTSTRAP_SERVERS names a broker of yours.
+    """
+
+
+@broker.command("start")
+def broker_start() -> None:
+    """Start the local broker (fetching its jars once) and print its address."""
+    from streams import local_broker
+
+    settings = _settings()
+    info = local_broker.start(settings.state_dir, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"Kafka is running at {info.bootstrap} (pid {info.pid}, log {info.log_file})")
+
+
+@broker.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker and delete its data."""
+    from streams import local_broker
+
+    info = local_broker.stop(_settings().state_dir)
+    click.echo("no local broker was running" if info is None else f"stopped the broker at {info.bootstrap}")
+
+
+@broker.command("status")
+def broker_status() -> None:
+    """Say whether the local broker is running, and where. Exit 1 if not."""
+    from streams import local_broker
+
+    info = local_broker.find_running(_settings().state_dir)
+    if info is None:
+        raise RegenError("no local broker is running (start one with `regen broker start`)")
+    click.echo(f"running at {info.bootstrap} (pid {info.pid}, data {info.data_dir})")
+
+
+# --- worker and configuration ----------------------------------------------------
+
+@cli.command()
+@click.option("--web-port", type=int, help=f"Port of the HTTP API [env {ENVIRONMENT['web_port']}].")
+@click.option("--processes", type=int, help=f"Render processes [env {ENVIRONMENT['render_processes']}].")
+def worker(web_port: int | None, processes: int | None) -> None:
+    """Run a worker: intake, render and projector agents, and the HTTP API."""
+    from agents.worker import run_worker
+
+    overrides = {}
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    if processes is not None:
+        overrides["render_processes"] = processes
+    run_worker(_settings().with_overrides(**overrides))
+
+
+@cli.command()
+def config() -> None:
+    """Print the effective settings and the environment variable for each."""
+    click.echo(fmt.format_config(_settings().describe()))
+
+
+# --- publishing ----------------------------------------------------------------
+
+@cli.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--batch", "batch_id", help="Batch id recorded on every asset of this import.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per file instead of a progress bar.")
+def import_(folder: Path, batch_id: str | None, as_json: bool) -> None:
+    """Import the photos and videos below FOLDER (which must be inside a media root).
+
+    Hashes every file (SHA-256), skips files whose content was already seen in
+    this import, and publishes one AssetImported per new file.
+    """
+    from cli.publishing import import_folder
+
+    summary = asyncio.run(import_folder(_settings(), folder, batch_id, as_json))
+    if not as_json:
+        click.echo(f"published {summary['published']} asset(s), skipped {summary['duplicates']} duplicate(s)"
+                   + (f" in batch {batch_id}" if batch_id else ""))
+
+
+@cli.command()
+@click.argument("event_type", type=click.Choice(["BoundaryChanged", "AssetImported", "ImageRequested"]))
+@click.option("--json", "body", required=True, help="The event body as JSON, or - to read it from stdin.")
+def publish(event_type: str, body: str) -> None:
+    """Validate and publish one event given as JSON."""
+    from cli.publishing import publish_json
+
+    text = sys.stdin.read() if body == "-" else body
+    ce_id = asyncio.run(publish_json(_settings(), event_type, text))
+    click.echo(f"published {event_type} (ce_id {ce_id})")
+
+
+# --- queries ---------------------------------------------------------------------
+
+@cli.group()
+def status() -> None:
+    """Ask a running worker about jobs and assets (HTTP API)."""
+
+
+@status.command("asset")
+@click.argument("asset_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_asset(asset_id: str, as_json: bool) -> None:
+    """An asset and, per variant, its job status, output path and sha256."""
+    data = _get(_settings(), f"/assets/{asset_id}")
+    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_asset(data))
+
+
+@status.command("job")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_job(job_id: str, as_json: bool) -> None:
+    """One render job (ids look like thumbnail:<asset_id>:<variant>:r<revision>)."""
+    data = _get(_settings(), f"/jobs/{job_id}")
+    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_job(data))
+
+
+def _get(settings: Settings, path: str) -> dict:
+    url = f"http://{settings.web_host}:{settings.web_port}{path}"
+    request = urllib.request.Request(url)
+    if settings.web_token:
+        request.add_header("Authorization", f"Bearer {settings.web_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = orjson.loads(e.read()).get("error", e.reason)
+        except Exception:
+            message = e.reason
+        raise RegenError(f"{message} (HTTP {e.code} from {url})") from e
+    except urllib.error.URLError as e:
+        raise RegenError(f"no worker answers at {url} ({e.reason}); start one with `regen worker` "
+                         f"or set {ENVIRONMENT['web_port']}") from e
+
+
+# --- offline rendering -------------------------------------------------------------
+
+@cli.group()
+def render() -> None:
+    """Render offline with the worker's imaging code (no Kafka), for debugging."""
+
+
+@render.command("thumbnail")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--variant", default="h400.jpg", show_default=True, help="A variant name like h400.webp.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
+    """Render a thumbnail of FILE into OUTPUT."""
+    import time
+
+    from imaging.limits import Limits
+    from imaging.store import write_atomically
+    from imaging.thumbnails import render_thumbnail
+    from imaging.variants import parse_variant
+
+    settings = _settings()
+    started = time.perf_counter()
+    image = render_thumbnail(file, parse_variant(variant), Limits(settings.max_source_pixels, settings.max_source_bytes))
+    write_atomically(output, image.data)
+    click.echo(f"{output}: {image.width}x{image.height} {image.format}, {len(image.data)} bytes, "
+               f"{(time.perf_counter() - started) * 1000:.0f} ms")
+
+
+# --- demo ----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--keep-running", is_flag=True, help="Leave the broker and worker running afterwards.")
+def demo(folder: Path | None, keep_running: bool) -> None:
+    """Show regen working end to end, then stop.
+
+    Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and a
+    worker, imports FOLDER (or sample photos and a video it makes), waits for
+    every thumbnail, and prints where they are.
+    """
+    from cli.demo import run_demo
+
+    run_demo(_settings(), folder, keep_running)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (RegenError, ImagingError, SchemaError) as e:
+        click.echo(f"regen: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure image work: thumbnails, composites, limits, the image store. No Kafka here."""

@@ -1,0 +1,62 @@
+"""The image store: deterministic output paths and atomic writes.
+
+Paths depend only on what is rendered (the source's content hash and the
+variant), so a duplicate event, a retry or a replay writes the same path with
+the same bytes instead of a second file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from imaging.errors import StorageError
+
+
+def thumbnail_path(store: Path, source_sha256: str, variant_name: str) -> Path:
+    return store / "thumbnails" / source_sha256[:2] / source_sha256 / variant_name
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+    except OSError as e:
+        raise StorageError(f"cannot read {path}: {e.strerror}") from e
+    return digest.hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a partial one.
+
+    1. write to a temporary file in the same directory (same filesystem),
+    2. fsync it, so the bytes are on disk before the name points at them,
+    3. rename over the target (atomic on POSIX),
+    4. fsync the directory, so the rename itself survives a power cut.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror}") from e

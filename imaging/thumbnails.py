@@ -1,0 +1,154 @@
+"""Thumbnails of photos and videos.
+
+The fast path for JPEG: read the EXIF orientation first, let ``thumbnail()``
+pick a DCT-scaled decode (``draft``) for the real target box, and transpose the
+small result afterwards. Calling ``exif_transpose`` first would force a full
+decode of the whole photo and is several times slower.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from imaging.errors import CorruptImage, SourceTooLarge, StorageError, UnsupportedMedia
+from imaging.limits import Limits
+from imaging.variants import Variant
+
+try:  # HEIC/HEIF support is optional at import time so a broken wheel cannot stop JPEG work
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - declared as a dependency
+    pillow_heif = None
+
+# Truncated files are errors, never silently grey-padded thumbnails.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transpose that displays the stored pixels upright.
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+SWAPS_SIDES = {5, 6, 7, 8}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    width: int
+    height: int
+    format: str
+
+
+def render_thumbnail(path: Path, variant: Variant, limits: Limits, media_type: str = "") -> EncodedImage:
+    """Render ``variant`` of the photo or video at ``path``. Raises ImagingError."""
+    limits.check_file_size(path)
+    if media_type == "video" or (not media_type and path.suffix.lower() in VIDEO_SUFFIXES):
+        from imaging.video import first_frame
+
+        return encode(_shrink(first_frame(path, limits), variant), variant)
+    return encode(thumbnail_image(path, variant, limits), variant)
+
+
+def thumbnail_image(path: Path, variant: Variant, limits: Limits) -> Image.Image:
+    """Open, draft-decode, shrink and orient a still image."""
+    with warnings.catch_warnings():
+        # Pillow warns (instead of failing) between 1x and 2x its pixel limit;
+        # regen's limit is a hard one.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                limits.check_pixels(im.width, im.height, str(path.name))
+                orientation = _orientation(im)
+                oriented = (im.height, im.width) if orientation in SWAPS_SIDES else im.size
+                width, height = variant.target_size(*oriented)
+                box = (height, width) if orientation in SWAPS_SIDES else (width, height)
+                im.seek(0)  # first frame of animations and multi-page files
+                im.thumbnail(box, Image.Resampling.LANCZOS, reducing_gap=2.0)
+                im.load()
+                small = im.copy()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise SourceTooLarge(f"{path.name}: {e}") from e
+        except UnidentifiedImageError as e:
+            raise CorruptImage(f"{path.name}: not an image Pillow can identify") from e
+        except FileNotFoundError as e:
+            raise StorageError(f"{path.name}: {e.strerror}") from e
+        except PermissionError as e:
+            raise StorageError(f"{path.name}: {e.strerror}") from e
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
+            # Pillow reports truncated data, bad chunks and decoder failures as
+            # OSError/ValueError/SyntaxError; all mean the file is broken.
+            raise CorruptImage(f"{path.name}: cannot decode ({type(e).__name__}: {e})") from e
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return small.transpose(transpose) if transpose is not None else small
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # corrupt EXIF must not lose an otherwise good photo
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _shrink(im: Image.Image, variant: Variant) -> Image.Image:
+    size = variant.target_size(im.width, im.height)
+    if size != im.size:
+        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return im
+
+
+def encode(im: Image.Image, variant: Variant) -> EncodedImage:
+    """Encode without metadata: no EXIF, XMP or comments reach the output.
+    The ICC profile is kept, since dropping it shifts colours of wide-gamut photos."""
+    im = _mode_for(im, variant.format)
+    buf = io.BytesIO()
+    options: dict = {}
+    icc = im.info.get("icc_profile")
+    if icc:
+        options["icc_profile"] = icc
+    if variant.format == "JPEG":
+        options.update(quality=variant.quality, optimize=False, progressive=False)
+    elif variant.format == "WEBP":
+        options.update(quality=variant.quality, method=4)
+    elif variant.format == "PNG":
+        options.update(compress_level=6)
+    try:
+        im.save(buf, variant.format, **options)
+    except (OSError, ValueError) as e:
+        raise UnsupportedMedia(f"cannot encode {im.mode} image as {variant.format}: {e}") from e
+    return EncodedImage(buf.getvalue(), im.width, im.height, variant.format)
+
+
+def _mode_for(im: Image.Image, fmt: str) -> Image.Image:
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if fmt == "JPEG":
+        if has_alpha:
+            rgba = im.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            background.info = im.info
+            return background
+        return im if im.mode in ("RGB", "L") else _keep_info(im, im.convert("RGB"))
+    if has_alpha:
+        return im if im.mode == "RGBA" else _keep_info(im, im.convert("RGBA"))
+    return im if im.mode in ("RGB", "L") else _keep_info(im, im.convert("RGB"))
+
+
+def _keep_info(original: Image.Image, converted: Image.Image) -> Image.Image:
+    icc = original.info.get("icc_profile")
+    if icc and original.mode != "CMYK":  # a CMYK profile would lie about RGB pixels
+        converted.info["icc_profile"] = icc
+    return converted

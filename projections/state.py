@@ -1,0 +1,95 @@
+"""Projection state records: what the tables hold, as frozen dataclasses.
+
+Tables store them as JSON dicts (``to_dict``/``from_dict``) so a changelog can
+be read by anything, and recovery needs no pickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+JobStatus = Literal["pending", "running", "retrying", "completed", "failed", "superseded"]
+TERMINAL = frozenset({"completed", "failed", "superseded"})
+
+
+class Record:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None):
+        if data is None:
+            return None
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values = {k: v for k, v in data.items() if k in names}
+        for k, v in values.items():
+            if isinstance(v, list):
+                values[k] = tuple(v)
+        return cls(**values)
+
+    def evolve(self, **changes):
+        return replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class Output(Record):
+    uri: str
+    sha256: str
+    width: int
+    height: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class JobState(Record):
+    job_id: str
+    target_kind: str
+    target_id: str
+    variant: str
+    revision: int
+    lane: str
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    output: dict | None = None
+    render_ms: float | None = None
+    cache_hit: bool = False
+    request_ids: tuple[str, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class VariantState(Record):
+    status: JobStatus
+    job_id: str
+    revision: int
+    updated_at: str
+    output: dict | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AssetState(Record):
+    asset_id: str
+    uri: str
+    media_type: str
+    sha256: str
+    size_bytes: int
+    imported_at: str
+    revision: int = 1
+    batch_id: str | None = None
+    captured_at: str | None = None
+    variants: dict[str, dict] = field(default_factory=dict)
+
+    def variant(self, name: str) -> VariantState | None:
+        return VariantState.from_dict(self.variants.get(name))

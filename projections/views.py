@@ -1,0 +1,60 @@
+"""Read-only JSON over the worker's web server.
+
+Every view answers GET only. A request for a key another worker owns is
+forwarded there (``app.router.route_req``), keyed by the entity id so it
+hashes like the entity's Kafka messages. With ``REGEN_WEB_TOKEN`` set, every
+view except ``/health`` wants ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Callable
+
+import faust
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from projections.queries import asset_status, job_status
+from projections.tables import Tables
+from streams.settings import Settings
+
+
+def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict]) -> None:
+    def authorized(request: Request) -> bool:
+        if not settings.web_token:
+            return True
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {settings.web_token}".encode())
+
+    async def routed(view: View, request: Request, route_key: str, local: Callable[[], Any]) -> Response:
+        if not authorized(request):
+            return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+        try:
+            return await app.router.route_req(tables.assets.name, route_key, view.web, request)
+        except SameNode:
+            pass
+        except Exception:  # routing metadata not ready yet (before the first assignment): answer locally
+            pass
+        result = local()
+        if result is None:
+            return view.json({"error": f"not found: {route_key!r}"}, status=404)
+        return view.json(result)
+
+    @app.page("/assets/{asset_id}")
+    class AssetView(View):
+        async def get(self, request: Request, asset_id: str) -> Response:
+            return await routed(self, request, asset_id, lambda: asset_status(tables, asset_id))
+
+    @app.page("/jobs/{job_id}")
+    class JobView(View):
+        async def get(self, request: Request, job_id: str) -> Response:
+            parts = job_id.split(":")
+            if len(parts) < 4:
+                return self.json({"error": f"{job_id!r} is not a job id (kind:id:variant:rN)"}, status=404)
+            return await routed(self, request, parts[1], lambda: job_status(tables, job_id))
+
+    @app.page("/health")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(health())

@@ -1,0 +1,11 @@
+"""Event contracts: Python records here, JSON Schema files in ``schemas/json``."""
+
+from schemas.events import (  # noqa: F401
+    EVENT_TYPES,
+    AssetImported,
+    BoundaryChanged,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    Target,
+)

@@ -1,0 +1,50 @@
+"""Validating JSON bodies against the JSON Schema files."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from schemas.events import EVENT_TYPES, Event
+from schemas.exceptions import SchemaError
+
+
+@lru_cache(maxsize=None)
+def schema_for(event_name: str) -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("json", f"{event_name}.json").read_text()
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(event_name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema_for(event_name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_body(event_name: str, body: Any) -> None:
+    if event_name not in EVENT_TYPES:
+        raise SchemaError(f"unknown event type {event_name!r}; known: {', '.join(EVENT_TYPES)}")
+    errors = sorted(_validator(event_name).iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(body)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SchemaError(f"{event_name}.{where}: {first.message}{more}")
+
+
+def parse_event(event_name: str, body: Any) -> Event:
+    validate_body(event_name, body)
+    cls = EVENT_TYPES[event_name]
+    event = cls.from_dict(body)
+    _check_semantics(event)
+    return event
+
+
+def _check_semantics(event: Event) -> None:
+    """Rules JSON Schema cannot say."""
+    start, end = getattr(event, "start_frame", None), getattr(event, "end_frame", None)
+    if start is not None and end is not None and end < start:
+        raise SchemaError(f"BoundaryChanged: end_frame {end} is before start_frame {start}")

@@ -1,0 +1,1 @@
+"""Kafka side of regen: settings, topics, codecs, the Faust app, the publisher."""

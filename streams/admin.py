@@ -1,0 +1,49 @@
+"""Creating regen's topics before anything produces to them.
+
+The broker runs with ``auto.create.topics.enable=false``: a topic created by
+accident on first produce would get the broker's default partition count, and
+Faust refuses to start when a table's source topic and changelog disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from streams.exceptions import BrokerError
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS, FOREVER, topic_name
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
+    """Create every missing regen topic. Returns the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except KafkaConnectionError as e:
+        raise BrokerError(
+            f"cannot reach Kafka at {bootstrap}: {e}. Start one with `regen broker start` "
+            f"or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from e
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for spec in ALL_TOPICS:
+            name = topic_name(settings, spec)
+            if name in existing:
+                continue
+            config = {"retention.ms": str(spec.retention_ms if spec.retention_ms != FOREVER else -1)}
+            wanted.append(NewTopic(name, settings.partitions, 1, topic_configs=config))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topics exist either way
+            log.info("created topics: %s", ", ".join(t.name for t in wanted))
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()

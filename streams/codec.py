@@ -1,0 +1,97 @@
+"""Kafka wire format: orjson bodies, CloudEvents 1.0 attributes in headers
+(binary content mode).
+
+A message carries ``ce_specversion``, ``ce_id``, ``ce_source``, ``ce_type``,
+``ce_time`` and ``content-type`` headers. ``ce_id`` is unique per event and is
+what de-duplication uses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import orjson
+
+from schemas.events import EVENT_TYPES, Event
+from schemas.exceptions import SchemaError
+from schemas.jobs import RenderJob
+from schemas.validation import parse_event
+from streams.exceptions import PoisonEvent
+
+SPECVERSION = b"1.0"
+CONTENT_TYPE = b"application/json"
+_BY_CE_TYPE: dict[str, type[Event]] = {cls.ce_type: cls for cls in (*EVENT_TYPES.values(), RenderJob)}
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message ready for Kafka."""
+
+    key: bytes
+    value: bytes
+    headers: Headers
+    ce_id: str
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(event: Event, source: str, ce_id: str | None = None) -> Envelope:
+    ce_id = ce_id or str(uuid.uuid4())
+    body = orjson.dumps(event.to_dict())
+    headers: Headers = [
+        ("ce_specversion", SPECVERSION),
+        ("ce_id", ce_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event.ce_type.encode()),
+        ("ce_time", now_iso().encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+    return Envelope(event.key.encode(), body, headers, ce_id)
+
+
+def header(headers: Iterable[tuple[str, bytes]] | dict | None, name: str) -> str | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
+    return None
+
+
+def decode(value: bytes | None, headers, expected: Sequence[type[Event]]) -> tuple[Event, str | None]:
+    """Decode and validate one message body. Returns (event, ce_id).
+
+    ``expected`` are the event types the topic may carry; a message without a
+    ``ce_type`` header is taken as the first of them, so publishers that cannot
+    set headers can still publish. Raises PoisonEvent with a readable reason.
+    """
+    ce_type = header(headers, "ce_type")
+    if ce_type is None:
+        cls = expected[0]
+    else:
+        cls = _BY_CE_TYPE.get(ce_type)
+        if cls is None or cls not in expected:
+            allowed = ", ".join(c.ce_type for c in expected)
+            raise PoisonEvent(f"ce_type {ce_type!r} is not accepted on this topic (expected {allowed})")
+    if value is None:
+        raise PoisonEvent("message has no value (tombstone) where an event was expected")
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise PoisonEvent(f"body is not valid JSON: {e}") from e
+    try:
+        if cls is RenderJob:
+            event = RenderJob.from_dict(body)
+        else:
+            event = parse_event(cls.__name__, body)
+    except (SchemaError, TypeError, ValueError) as e:
+        raise PoisonEvent(f"{cls.__name__} does not match its schema: {e}") from e
+    return event, header(headers, "ce_id")

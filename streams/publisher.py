@@ -1,0 +1,57 @@
+"""Publishing events to regen from Python (the CLI uses it too).
+
+Any language can publish: a JSON body matching ``schemas/json/<Event>.json``
+on the event's topic, keyed by its entity id, with CloudEvents headers.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+
+from schemas.events import Event
+from streams.admin import ensure_topics
+from streams.codec import encode
+from streams.exceptions import BrokerError
+from streams.settings import Settings
+from streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
+
+
+class Publisher:
+    """``async with Publisher(settings, bootstrap) as p: await p.publish(event)``"""
+
+    def __init__(self, settings: Settings, bootstrap: str, source: str = "regen/cli"):
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.source = source
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> "Publisher":
+        await ensure_topics(self.settings, self.bootstrap)
+        # acks=all and idempotence: an event the call returned for is on the
+        # broker once, even if a request was retried.
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          enable_idempotence=True, linger_ms=5)
+        try:
+            await self._producer.start()
+        except KafkaConnectionError as e:
+            raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {e}") from e
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, event: Event, topic: TopicSpec | None = None, ce_id: str | None = None) -> str:
+        """Publish and wait for the broker's ack. Returns the event's ce_id."""
+        envelope = encode(event, self.source, ce_id)
+        await self.send_raw(topic or TOPIC_FOR_EVENT[type(event)], envelope.key, envelope.value, envelope.headers)
+        return envelope.ce_id
+
+    async def send_raw(self, topic: TopicSpec, key: bytes | None, value: bytes | None,
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        assert self._producer is not None, "use Publisher as an async context manager"
+        await self._producer.send_and_wait(topic_name(self.settings, topic), value, key=key, headers=headers or [])

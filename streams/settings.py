@@ -1,0 +1,165 @@
+"""One settings object for the whole service, read from environment variables.
+
+Every environment variable regen reads is named in ``ENVIRONMENT`` below and
+nowhere else, so ``regen config`` can print all of them and a reader can find
+them in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from streams.exceptions import ConfigError
+
+DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".regen"
+
+# name of the setting -> environment variable
+ENVIRONMENT: dict[str, str] = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "app_id": "REGEN_APP_ID",
+    "topic_prefix": "REGEN_TOPIC_PREFIX",
+    "partitions": "REGEN_PARTITIONS",
+    "media_roots": "REGEN_MEDIA_ROOTS",
+    "image_store": "REGEN_IMAGE_STORE",
+    "state_dir": "REGEN_STATE_DIR",
+    "store_url": "REGEN_TABLE_STORE",
+    "web_host": "REGEN_WEB_HOST",
+    "web_port": "REGEN_WEB_PORT",
+    "web_token": "REGEN_WEB_TOKEN",
+    "web_debug_endpoints": "REGEN_WEB_DEBUG_ENDPOINTS",
+    "variants": "REGEN_VARIANTS",
+    "pregenerate_variants": "REGEN_PREGENERATE_VARIANTS",
+    "render_processes": "REGEN_RENDER_PROCESSES",
+    "render_timeout": "REGEN_RENDER_TIMEOUT",
+    "render_batch_size": "REGEN_RENDER_BATCH_SIZE",
+    "max_source_pixels": "REGEN_MAX_SOURCE_PIXELS",
+    "max_source_bytes": "REGEN_MAX_SOURCE_BYTES",
+    "log_level": "REGEN_LOG_LEVEL",
+}
+
+SECRET_SETTINGS = frozenset({"web_token"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Build it with ``Settings.from_env()``."""
+
+    bootstrap_servers: str = ""  # empty: use the local broker started by `regen broker start`
+    app_id: str = "regen"
+    # Prefix of every topic regen owns; tests use it to isolate runs on one broker.
+    topic_prefix: str = "regen"
+    # Every regen topic has this many partitions: Faust tables require the
+    # source topics and changelogs to be co-partitioned.
+    partitions: int = 4
+    media_roots: tuple[Path, ...] = field(default_factory=tuple)
+    image_store: Path = DEFAULT_STATE_DIR / "images"
+    state_dir: Path = DEFAULT_STATE_DIR
+    store_url: str = "rocksdb://"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_token: str = ""
+    web_debug_endpoints: bool = False
+    variants: tuple[str, ...] = ("h400.jpg", "h400.webp", "h200.jpg", "full.png")
+    pregenerate_variants: tuple[str, ...] = ("h400.jpg", "h400.webp")
+    render_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # A thumbnail of a 50 MP photo takes well under 2 s here; 60 s only trips on
+    # a decoder that is stuck, not on one that is slow.
+    render_timeout: float = 60.0
+    # Jobs taken from a lane at once: enough to keep every render process busy.
+    render_batch_size: int = 16
+    max_source_pixels: int = 50_000_000
+    max_source_bytes: int = 200 * 1024 * 1024
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        defaults = cls()
+        for f in fields(cls):
+            name = ENVIRONMENT[f.name]
+            if name in env and env[name] != "":
+                values[f.name] = _parse(f.name, name, env[name], getattr(defaults, f.name))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **changes) -> "Settings":
+        changed = replace(self, **changes)
+        changed.validate()
+        return changed
+
+    def validate(self) -> None:
+        from imaging.variants import parse_variant
+        from imaging.errors import ImagingError
+
+        if self.partitions < 1:
+            raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
+        if self.render_processes < 1:
+            raise ConfigError(
+                f"{ENVIRONMENT['render_processes']}={self.render_processes}: must be at least 1"
+            )
+        if self.render_timeout <= 0:
+            raise ConfigError(f"{ENVIRONMENT['render_timeout']}={self.render_timeout}: must be > 0")
+        for name in self.variants:
+            try:
+                parse_variant(name)
+            except ImagingError as e:
+                raise ConfigError(f"{ENVIRONMENT['variants']}: {e}") from e
+        unknown = [v for v in self.pregenerate_variants if v not in self.variants]
+        if unknown:
+            raise ConfigError(
+                f"{ENVIRONMENT['pregenerate_variants']} names {', '.join(unknown)}, "
+                f"which {ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})"
+            )
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.topic_prefix}.{suffix}"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(setting, environment variable, printable value), secrets hidden."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_SETTINGS:
+                shown = "********" if value else "(not set)"
+            elif isinstance(value, tuple):
+                shown = os.pathsep.join(str(v) for v in value) if f.name == "media_roots" else ",".join(value)
+            else:
+                shown = str(value)
+            if f.name == "bootstrap_servers" and not value:
+                shown = "(local broker from `regen broker start`)"
+            rows.append((f.name, ENVIRONMENT[f.name], shown))
+        return rows
+
+    def __repr__(self) -> str:  # never leak the token into logs
+        shown = ", ".join(f"{k}={v!r}" for k, _, v in self.describe())
+        return f"Settings({shown})"
+
+
+def _parse(setting: str, env_name: str, raw: str, default: object) -> object:
+    try:
+        if setting == "media_roots":
+            return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw).expanduser()
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError as e:
+        raise ConfigError(f"{env_name}={raw!r} is not valid: {e}") from e

@@ -1,0 +1,60 @@
+"""Every topic regen owns, named in one place.
+
+Source topics carry what publishers send; render lanes carry internal jobs;
+``images.results`` carries completions; ``deadletter`` carries what could not
+be processed. All of them have ``settings.partitions`` partitions so Faust
+tables can be co-partitioned with every topic that writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
+from schemas.jobs import RenderJob
+from streams.settings import Settings
+
+# Completion events are kept for replay; a week of render jobs is plenty to
+# recover from any outage, and they can be re-derived from the source topics.
+FOREVER = -1
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    event_types: tuple[type[Event], ...]
+    retention_ms: int = FOREVER
+    description: str = ""
+
+
+ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="AssetImported from publishers")
+BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,), description="BoundaryChanged from publishers")
+IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
+IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
+RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
+RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
+DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
+
+ALL_TOPICS = (
+    ASSETS_IMPORTED,
+    BOUNDARIES_CHANGED,
+    IMAGES_REQUESTED,
+    IMAGES_RESULTS,
+    RENDER_INTERACTIVE,
+    RENDER_BACKGROUND,
+    DEADLETTER,
+)
+SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
+TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
+    AssetImported: ASSETS_IMPORTED,
+    BoundaryChanged: BOUNDARIES_CHANGED,
+    ImageRequested: IMAGES_REQUESTED,
+    ImageGenerated: IMAGES_RESULTS,
+    ImageFailed: IMAGES_RESULTS,
+    RenderJob: RENDER_BACKGROUND,
+}
+
+
+def topic_name(settings: Settings, spec: TopicSpec) -> str:
+    return settings.topic(spec.suffix)
