@@ -162,6 +162,7 @@ class RenderPool:
         try:
             kind, payload = slot.conn.recv()
         except (EOFError, OSError) as e:
+            slot.process.join(KILL_GRACE_S)  # reap it, so the exit code can be reported
             code = slot.process.exitcode
             raise WorkerDied(
                 f"render process died after {time.monotonic() - started:.1f} s (exit code {code})"

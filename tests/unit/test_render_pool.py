@@ -1,0 +1,72 @@
+"""The render pool kills and replaces hung or crashed processes; others go on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from agents.render_pool import RenderPool, TaskFailed, TaskTimedOut, WorkerDied, pids
+from imaging.errors import CorruptImage, SourceMissing
+
+
+def _double(x: int) -> int:
+    return x * 2
+
+
+def _hang(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _crash(_: object) -> None:
+    os._exit(3)
+
+
+def _permanent(_: object) -> None:
+    raise CorruptImage("bad.jpg: cannot decode")
+
+
+def _retriable(_: object) -> None:
+    raise SourceMissing("not there yet")
+
+
+@pytest.fixture
+async def pool():
+    p = RenderPool(2, timeout=5.0)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def test_results_come_back(pool):
+    assert await asyncio.gather(*(pool.run(_double, i) for i in range(10))) == [i * 2 for i in range(10)]
+
+
+async def test_a_hung_task_is_killed_and_its_process_replaced_while_others_complete(pool):
+    before = set(pids(pool))
+    hung, ok = await asyncio.gather(pool.run(_hang, 30, timeout=0.5), pool.run(_double, 21), return_exceptions=True)
+    assert isinstance(hung, TaskTimedOut)
+    assert ok == 42
+    assert pool.replaced == 1
+    after = set(pids(pool))
+    assert len(after) == 2 and after != before
+    assert await pool.run(_double, 1) == 2
+
+
+async def test_a_crashed_process_is_replaced(pool):
+    with pytest.raises(WorkerDied, match="exit code 3"):
+        await pool.run(_crash, None)
+    assert pool.replaced == 1
+    assert await pool.run(_double, 4) == 8
+
+
+async def test_typed_errors_keep_their_kind(pool):
+    with pytest.raises(TaskFailed) as permanent:
+        await pool.run(_permanent, None)
+    assert (permanent.value.code, permanent.value.permanent) == ("corrupt", True)
+    with pytest.raises(TaskFailed) as retriable:
+        await pool.run(_retriable, None)
+    assert (retriable.value.code, retriable.value.permanent) == ("source_missing", False)
+    assert pool.replaced == 0, "an error raised by the task is no reason to replace the process"
