@@ -51,6 +51,7 @@ def run_worker(settings: Settings) -> None:
     if created:
         log.info("created %d topic(s)", len(created))
     settings.image_store.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     ctx = build_worker(settings, bootstrap)
     worker = faust.Worker(ctx.app, loglevel=settings.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -121,7 +121,10 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
+        # "--cluster-id=…" in one argument: a base64 id may start with "-",
+        # which argparse would otherwise read as an option.
+        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(config),
+         "--ignore-formatted"],
         capture_output=True, text=True,
     )
     if fmt.returncode != 0:
