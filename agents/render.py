@@ -6,8 +6,9 @@ Commit order for one batch, which is what makes a killed worker lose nothing:
 2. mark each running in the jobs table, under the job's own event so the
    changelog record lands in the job's partition;
 3. render them all in the pool, at most one per render process at a time;
-4. emit each ImageGenerated/ImageFailed and wait for the broker's ack;
-5. only then does ``take_events`` ack the batch, and the next commit moves the
+4. emit each ImageGenerated/ImageFailed as its render ends, and wait for the
+   broker's ack;
+5. only then (every job's completion acked) does ``take_events`` ack the batch, and the next commit moves the
    offsets past it. A crash anywhere before 5 redelivers the whole batch;
    deterministic output paths make the second render write the same bytes.
 """
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # How long take_events waits to fill a batch: short, so one lone request is
 # not held back waiting for company.
-BATCH_WINDOW_S = 0.05
+BATCH_WINDOW_S = 0.01
 # Retriable errors are retried in place for now: first delay, factor, cap.
 RETRY_FIRST_DELAY_S, RETRY_FACTOR, RETRY_CAP_S, MAX_ATTEMPTS = 1.0, 2.0, 10.0, 3
 
@@ -70,15 +71,21 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
         with as_current_event(event):
             if _start(ctx, job):
                 accepted.append((event, job))
-    results = await asyncio.gather(*(_render_one(ctx, job) for _, job in accepted), return_exceptions=True)
-    for (event, job), result in zip(accepted, results):
-        if isinstance(result, BaseException):  # a bug, not a render error: keep it visible
-            log.error("render of %s raised %r", job.job_id, result)
-            await send_to_deadletter(ctx, event.message, result)
-            continue
-        with as_current_event(event):
-            request_ids = _request_ids(ctx, job)
-        await ctx.emit(IMAGES_RESULTS, _completion(result, request_ids))
+    # Each completion is emitted as soon as its render ends, so emitting one
+    # overlaps rendering the others and no render process idles on the broker.
+    await asyncio.gather(*(_render_and_emit(ctx, event, job) for event, job in accepted))
+
+
+async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> None:
+    try:
+        completion = await _render_one(ctx, job)
+    except Exception as e:  # a bug, not a render error: keep it visible
+        log.exception("render of %s raised", job.job_id)
+        await send_to_deadletter(ctx, event.message, e)
+        return
+    with as_current_event(event):
+        request_ids = _request_ids(ctx, job)
+    await ctx.emit(IMAGES_RESULTS, _completion(completion, request_ids))
 
 
 def _start(ctx: WorkerContext, job: RenderJob) -> bool:

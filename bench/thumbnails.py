@@ -1,0 +1,153 @@
+"""Thumbnail throughput: the whole pipeline against loops run in the same process.
+
+Three figures on the same 8.6 MP photos (the corpus upscaled, EXIF orientations kept):
+
+- naive:    open, ``ImageOps.exif_transpose``, LANCZOS resize, save — what
+            scripts usually do;
+- raw:      one process calling regen's render function (``run_thumbnail_task``)
+            in a loop: decode, resize, encode, atomic write;
+- pipeline: AssetImported events in, ImageGenerated events out, through a real
+            broker and one `regen worker` with 1 and then 2 render processes
+            (worker start-up not counted).
+
+Each figure is the median of ``--repeats`` runs; ratios are printed against
+the baselines measured in this run.
+
+    python -m bench.thumbnails [--copies 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from cli.importer import scan
+from imaging.render import ThumbnailTask, run_thumbnail_task
+from streams import local_broker
+from streams.publisher import Publisher
+from streams.results import wait_for
+from streams.settings import Settings
+
+PROJECT = Path(__file__).resolve().parents[1]
+CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
+SIZE = (3600, 2400)  # 8.6 MP
+
+
+def make_photos(folder: Path, copies: int) -> list[Path]:
+    """Upscaled corpus photos with their EXIF kept; each copy at its own JPEG
+    quality so every file has distinct content (no dedupe shortcuts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in sorted(CORPUS.glob("*.jpg")):
+        with Image.open(source) as im:
+            exif = im.info.get("exif", b"")
+            big = im.resize(SIZE if im.width >= im.height else SIZE[::-1], Image.Resampling.BICUBIC)
+        for copy in range(copies):
+            path = folder / f"{source.stem}_{copy}.jpg"
+            big.save(path, "JPEG", quality=88 + copy, exif=exif)
+            paths.append(path)
+    return paths
+
+
+def naive_loop(paths: list[Path]) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as im:
+            upright = ImageOps.exif_transpose(im)
+            width = round(upright.width * 400 / upright.height)
+            small = upright.resize((width, 400), Image.Resampling.LANCZOS)
+            small.save(io.BytesIO(), "JPEG", quality=82)
+    return len(paths) / (time.perf_counter() - started)
+
+
+def raw_loop(paths: list[Path], root: Path) -> float:
+    store = Path(tempfile.mkdtemp(prefix="regen-bench-store-"))
+    started = time.perf_counter()
+    for path in paths:
+        run_thumbnail_task(ThumbnailTask(path.relative_to(root).as_posix(), "", "h400.jpg", (root,), store))
+    return len(paths) / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pipeline(paths: list[Path], root: Path, bootstrap: str, processes: int) -> float:
+    run_id = uuid.uuid4().hex[:8]
+    state = Path(tempfile.mkdtemp(prefix="regen-bench-state-"))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_APP_ID": f"bench-{run_id}",
+           "REGEN_TOPIC_PREFIX": f"bench-{run_id}", "REGEN_STATE_DIR": str(state),
+           "REGEN_IMAGE_STORE": str(state / "images"), "REGEN_MEDIA_ROOTS": str(root),
+           "REGEN_WEB_PORT": str(free_port()), "REGEN_RENDER_PROCESSES": str(processes),
+           "REGEN_PREGENERATE_VARIANTS": "h400.jpg", "REGEN_LOG_LEVEL": "warning"}
+    settings = Settings.from_env(env)
+    with open(state / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        events = [s.event for s in scan(paths, [root], batch_id=run_id)]
+        # Warm up: one event through every stage so start-up is not timed.
+        asyncio.run(_publish_and_wait(settings, bootstrap, events[:1]))
+        started = time.perf_counter()
+        asyncio.run(_publish_and_wait(settings, bootstrap, events[1:]))
+        return (len(events) - 1) / (time.perf_counter() - started)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+async def _publish_and_wait(settings: Settings, bootstrap: str, events) -> None:
+    async with Publisher(settings, bootstrap, source="bench") as publisher:
+        await publisher.publish_many(events)
+    expected = {e.asset_id for e in events}
+    await wait_for(settings, bootstrap, lambda c: c.target.id, expected, timeout=600)
+
+
+def median(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=3, help="copies of each corpus photo (18 photos each)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="regen-bench-media-"))
+    paths = make_photos(root, args.copies)
+    print(f"{len(paths)} photos of {SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.1f} MP), variant h400.jpg, "
+          f"median of {args.repeats}", flush=True)
+
+    naive = median(lambda: naive_loop(paths), args.repeats)
+    raw = median(lambda: raw_loop(paths, root), args.repeats)
+    print(f"naive Pillow loop        {naive:7.1f} thumbnails/s", flush=True)
+    print(f"raw render loop          {raw:7.1f} thumbnails/s   {raw / naive:5.2f} x naive", flush=True)
+
+    state = Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or local_broker.start(state, progress=print).bootstrap
+    try:
+        for processes in (1, 2):
+            rate = median(lambda: pipeline(paths, root, bootstrap, processes), args.repeats)
+            print(f"pipeline, {processes} process{'es' if processes > 1 else '  '}   {rate:7.1f} thumbnails/s   "
+                  f"{rate / raw:5.2f} x raw loop", flush=True)
+    finally:
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            local_broker.stop(state)
+
+
+if __name__ == "__main__":
+    main()
