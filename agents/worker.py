@@ -16,7 +16,7 @@ from agents.render import register_render
 from agents.render_pool import RenderPool, pids
 from projections.tables import create_tables
 from projections.views import register_views
-from streams.admin import ensure_topics
+from streams.admin import cluster_id, ensure_topics
 from streams.app import create_app
 from streams.connection import bootstrap_servers
 from streams.settings import Settings
@@ -24,8 +24,8 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def build_worker(settings: Settings, bootstrap: str) -> WorkerContext:
-    app = create_app(settings, bootstrap)
+def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -> WorkerContext:
+    app = create_app(settings, bootstrap, cluster)
     tables = create_tables(app)
     ctx = WorkerContext(app=app, settings=settings, tables=tables,
                         pool=RenderPool(settings.render_processes, settings.render_timeout))
@@ -35,7 +35,16 @@ def build_worker(settings: Settings, bootstrap: str) -> WorkerContext:
     started = time.time()
 
     def health() -> dict:
-        return {"status": "ok", "app_id": settings.app_id, "pid": os.getpid(),
+        # Ready once table recovery has caught up with the changelogs: until
+        # then projections answer with stale or missing state.
+        recovery = app.tables.recovery
+        if recovery.crashed:
+            state = "crashed"
+        elif recovery.completed.is_set():
+            state = "ok"
+        else:
+            state = "starting"
+        return {"status": state, "app_id": settings.app_id, "pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1),
                 "render_processes": len(pids(ctx.pool)) if ctx._pool_running else 0,
                 "render_processes_replaced": ctx.pool.replaced}
@@ -48,10 +57,11 @@ def run_worker(settings: Settings) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
     bootstrap = bootstrap_servers(settings)
     created = asyncio.run(ensure_topics(settings, bootstrap))
+    cluster = asyncio.run(cluster_id(bootstrap))
     if created:
         log.info("created %d topic(s)", len(created))
     settings.image_store.mkdir(parents=True, exist_ok=True)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    ctx = build_worker(settings, bootstrap)
+    (settings.state_dir / "faust" / cluster).mkdir(parents=True, exist_ok=True)
+    ctx = build_worker(settings, bootstrap, cluster)
     worker = faust.Worker(ctx.app, loglevel=settings.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()

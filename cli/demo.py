@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def _wait_for_health(settings: Settings, worker: subprocess.Popen, log_path: Pat
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError as e:
+            if b'"crashed"' in e.read():
+                raise RegenError(f"the worker could not recover its tables; see {log_path}") from e
+            time.sleep(0.3)
         except OSError:
             time.sleep(0.3)
     raise RegenError(f"the worker did not answer on {url} within {WORKER_READY_TIMEOUT_S:.0f} s; see {log_path}")

@@ -57,4 +57,5 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
     @app.page("/health")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
-            return self.json(health())
+            report = health()
+            return self.json(report, status=200 if report["status"] == "ok" else 503)

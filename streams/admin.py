@@ -19,8 +19,7 @@ from streams.topics import ALL_TOPICS, FOREVER, topic_name
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
-    """Create every missing regen topic. Returns the names it created."""
+async def _connect(bootstrap: str) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     try:
         await admin.start()
@@ -29,6 +28,21 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
             f"cannot reach Kafka at {bootstrap}: {e}. Start one with `regen broker start` "
             f"or set KAFKA_BOOTSTRAP_SERVERS"
         ) from e
+    return admin
+
+
+async def cluster_id(bootstrap: str) -> str:
+    """The Kafka cluster's id: a broker recreated from scratch has a new one."""
+    admin = await _connect(bootstrap)
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "unknown")
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
+    """Create every missing regen topic. Returns the names it created."""
+    admin = await _connect(bootstrap)
     try:
         existing = set(await admin.list_topics())
         wanted = []

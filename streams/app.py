@@ -11,13 +11,16 @@ import faust
 from streams.settings import Settings
 
 
-def create_app(settings: Settings, bootstrap: str) -> faust.App:
+def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:
     debug = settings.web_debug_endpoints
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store=settings.store_url,
-        datadir=str(settings.state_dir / "faust"),
+        # Table state (RocksDB) is a cache of the changelogs of one cluster: a
+        # broker recreated from scratch (the local one, a wiped test cluster)
+        # gets fresh state instead of offsets its changelogs never had.
+        datadir=str(settings.state_dir / "faust" / cluster),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

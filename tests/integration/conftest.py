@@ -65,10 +65,13 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                self.get("/health")
-                return self
+                status, body = self.get("/health")
+                if status == 200:
+                    return self
+                assert body.get("status") != "crashed", f"worker crashed:\n{self.tail()}"
             except OSError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         raise AssertionError(f"worker not ready in {ready_timeout} s:\n{self.tail()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

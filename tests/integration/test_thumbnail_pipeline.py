@@ -164,4 +164,25 @@ def test_the_api_can_require_a_token(start_worker):
     assert status == 401 and "REGEN_WEB_TOKEN" in body["error"]
     assert worker.get("/assets/anything", token="wrong")[0] == 401
     assert worker.get("/assets/anything", token="t0ken")[0] == 404
-    assert worker.get("/health")[0] == 200
+    status, health = worker.get("/health")
+    assert status == 200 and health["status"] == "ok" and health["render_processes"] == 2
+    # Faust's own table dumps and router are off unless REGEN_WEB_DEBUG_ENDPOINTS is set.
+    for path in ("/table/assets/", "/router/"):
+        try:
+            assert worker.get(path, token="t0ken")[0] == 404
+        except ValueError:  # a non-JSON 404 body is a 404 all the same
+            pass
+
+
+def test_same_content_under_two_asset_ids_is_rendered_once(start_worker, settings, corpus):
+    worker = start_worker()
+    bootstrap = worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    original = import_event(corpus / "photos" / "Landscape_7.jpg", corpus)
+    run(publish(settings, bootstrap, [original]))
+    first = run(wait_for(settings, bootstrap, key, {f"{original.asset_id}/h400.jpg"}, 60))
+    copy = import_event(corpus / "photos" / "Landscape_7.jpg", corpus, asset_id="copy-of-landscape-7")
+    run(publish(settings, bootstrap, [copy]))
+    second = run(wait_for(settings, bootstrap, key, {f"{copy.asset_id}/h400.jpg"}, 60))
+    a, b = first[f"{original.asset_id}/h400.jpg"], second[f"{copy.asset_id}/h400.jpg"]
+    assert not a.cache_hit and b.cache_hit, "same content, same output: no second render"
+    assert (a.uri, a.sha256) == (b.uri, b.sha256)
