@@ -14,8 +14,17 @@ from imaging.errors import PathOutsideRoots, SourceMissing
 
 
 def resolve_media_path(uri: str, media_roots: Sequence[Path]) -> Path:
-    """Return the real path of ``uri`` (relative to a media root, or absolute
-    inside one). Raises PathOutsideRoots, or SourceMissing if no root has it."""
+    """Return the real path of the file ``uri`` (relative to a media root, or
+    absolute inside one). Raises PathOutsideRoots, or SourceMissing if no root has it."""
+    return _resolve(uri, media_roots, Path.is_file)
+
+
+def resolve_media_dir_or_file(uri: str, media_roots: Sequence[Path]) -> Path:
+    """Like resolve_media_path, for a source that may be a folder of frames."""
+    return _resolve(uri, media_roots, Path.exists)
+
+
+def _resolve(uri: str, media_roots: Sequence[Path], accept) -> Path:
     if not media_roots:
         raise PathOutsideRoots("no media roots are configured (set REGEN_MEDIA_ROOTS)")
     if not uri or "\x00" in uri:
@@ -32,7 +41,7 @@ def resolve_media_path(uri: str, media_roots: Sequence[Path]) -> Path:
         if root is None:
             continue
         inside_any = True
-        if real.is_file():
+        if accept(real):
             return real
     if not inside_any:
         raise PathOutsideRoots(

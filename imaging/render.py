@@ -90,3 +90,59 @@ def existing_output(out: Path, started: float) -> RenderOutcome | None:
         render_ms=(time.perf_counter() - started) * 1000,
         cache_hit=True,
     )
+
+
+@dataclass(frozen=True)
+class CompositeTask:
+    source_uri: str  # a video file or a folder of numbered frames, below a media root
+    start_frame: int
+    end_frame: int
+    crop: tuple[int, int, int, int] | None
+    variant: str
+    media_roots: tuple[Path, ...]
+    image_store: Path
+    limits: Limits = Limits()
+    max_frames: int = 64
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class CompositeOutcome(RenderOutcome):
+    frames: tuple[int, ...] = ()
+    sampled: bool = False
+
+
+def run_composite_task(task: CompositeTask) -> CompositeOutcome:
+    from imaging.composite import composite, sample_frames, span_digest
+    from imaging.frames import read_frames
+    from imaging.store import composite_path
+    from imaging.thumbnails import encode
+    from imaging.paths import resolve_media_dir_or_file
+
+    started = time.perf_counter()
+    variant = parse_variant(task.variant)
+    source = resolve_media_dir_or_file(task.source_uri, task.media_roots)
+    wanted = sample_frames(task.start_frame, task.end_frame, task.max_frames)
+    stat = source.stat()
+    identity = f"{task.source_uri}:{stat.st_size}:{stat.st_mtime_ns}"
+    out = composite_path(task.image_store, span_digest(identity, task.start_frame, task.end_frame,
+                                                       task.crop, task.max_frames), variant.name)
+    if not task.force:
+        existing = existing_output(out, started)
+        if existing is not None:
+            return CompositeOutcome(**vars(existing), frames=tuple(wanted),
+                                    sampled=len(wanted) < task.end_frame - task.start_frame + 1)
+    frames = read_frames(source, wanted, task.crop, task.limits)
+    result = composite(frames, wanted, (task.start_frame, task.end_frame))
+    del frames
+    image = result.image
+    size = variant.target_size(image.width, image.height)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    encoded = encode(image, variant)
+    write_atomically(out, encoded.data)
+    return CompositeOutcome(
+        path=out, sha256=hashlib.sha256(encoded.data).hexdigest(), width=encoded.width, height=encoded.height,
+        bytes=len(encoded.data), render_ms=(time.perf_counter() - started) * 1000, cache_hit=False,
+        frames=result.frames, sampled=result.sampled,
+    )

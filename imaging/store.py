@@ -60,3 +60,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.close(dir_fd)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror}") from e
+
+
+def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:
+    return store / "composites" / span_digest[:2] / span_digest / variant_name
