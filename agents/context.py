@@ -24,6 +24,9 @@ class WorkerContext:
     pool: RenderPool
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
     source: str = "regen/worker"
+    # annotation_id -> (wanted revision, monotonic time of its last edit)
+    idle_candidates: dict[str, tuple[int, float]] = field(default_factory=dict)
+    candidates_loaded: bool = False
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

@@ -7,9 +7,9 @@ import logging
 from agents.context import WorkerContext
 from agents.handling import handle_message
 from projections import folds
-from projections.state import AssetState, JobState
+from projections.state import AnnotationState, AssetState, JobState
 from schemas.events import ImageFailed, ImageGenerated
-from streams.topics import IMAGES_RESULTS
+from streams.topics import ANNOTATIONS_DIRTY, IMAGES_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
         return  # a refused request (unknown target or variant): no job to fold
     jobs, assets = ctx.tables.jobs, ctx.tables.assets
     job = JobState.from_dict(jobs.get(event.job_id))
+    if event.target.kind == "composite":
+        await _fold_composite(ctx, event)
     asset = AssetState.from_dict(assets.get(event.target.id)) if event.target.kind == "thumbnail" else None
     if isinstance(event, ImageGenerated):
         jobs[event.job_id] = folds.job_generated(job, event).to_dict()
@@ -38,3 +40,22 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
         jobs[event.job_id] = folds.job_failed(job, event).to_dict()
         if asset is not None:
             assets[event.target.id] = folds.asset_image_failed(asset, event).to_dict()
+
+
+async def _fold_composite(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
+    table = ctx.tables.annotations
+    before = AnnotationState.from_dict(table.get(event.target.id))
+    if before is None:
+        return
+    if isinstance(event, ImageGenerated):
+        after = folds.annotation_rendered(before, event)
+    else:
+        after = folds.annotation_failed(before, event)
+    if after is before:
+        return
+    table[event.target.id] = after.to_dict()
+    flag = folds.dirty_flag_changed(before, after)
+    if flag is not None:
+        await ctx.emit(ANNOTATIONS_DIRTY, flag)
+    if isinstance(event, ImageGenerated) and not after.dirty:
+        log.info("annotation %s composite current at revision %d (%s)", event.target.id, event.revision, event.uri)

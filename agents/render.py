@@ -26,9 +26,10 @@ from agents.deadletter import send_to_deadletter
 from agents.handling import as_current_event
 from agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from imaging.limits import Limits
-from imaging.render import RenderOutcome, ThumbnailTask, run_thumbnail_task
+from imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
+                            run_composite_task, run_thumbnail_task)
 from projections import folds
-from projections.state import AssetState, JobState
+from projections.state import AnnotationState, AssetState, JobState
 from schemas.events import Event, ImageFailed, ImageGenerated
 from schemas.jobs import RenderJob
 from streams.codec import decode, now_iso
@@ -94,15 +95,26 @@ def _start(ctx: WorkerContext, job: RenderJob) -> bool:
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
     if current is not None and current.status == "completed" and not job.force:
         return False  # a redelivered job whose completion is already folded
-    asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
-    if asset is not None and asset.revision > job.revision:
+    if _superseded(ctx, job):
         ctx.tables.jobs[job.job_id] = (current or folds.job_queued(None, job, at)).evolve(
             status="superseded", updated_at=at).to_dict()
+        log.info("job %s superseded by a newer revision: not rendered", job.job_id)
         return False
     ctx.tables.jobs[job.job_id] = folds.job_started(current, job, at).to_dict()
-    if asset is not None:
-        ctx.tables.assets[job.target.id] = folds.asset_variant_running(asset, job, at).to_dict()
+    if job.target.kind == "thumbnail":
+        asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
+        if asset is not None:
+            ctx.tables.assets[job.target.id] = folds.asset_variant_running(asset, job, at).to_dict()
     return True
+
+
+def _superseded(ctx: WorkerContext, job: RenderJob) -> bool:
+    """A job whose revision is older than the one wanted now is never rendered."""
+    if job.target.kind == "composite":
+        annotation = AnnotationState.from_dict(ctx.tables.annotations.get(job.target.id))
+        return annotation is not None and annotation.wanted_revision > job.revision
+    asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
+    return asset is not None and asset.revision > job.revision
 
 
 def _request_ids(ctx: WorkerContext, job: RenderJob) -> tuple[str, ...]:
@@ -112,18 +124,28 @@ def _request_ids(ctx: WorkerContext, job: RenderJob) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*job.request_ids, *joined)))
 
 
-async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event:
+def _task_for(ctx: WorkerContext, job: RenderJob):
+    """The picklable task and the function a render process runs for it."""
     settings = ctx.settings
-    task = ThumbnailTask(
+    limits = Limits(settings.max_source_pixels, settings.max_source_bytes)
+    if job.target.kind == "composite":
+        return run_composite_task, CompositeTask(
+            source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,
+            crop=tuple(job.crop) if job.crop else None, variant=job.variant, media_roots=settings.media_roots,
+            image_store=Path(settings.image_store), limits=limits, max_frames=settings.composite_max_frames,
+            force=job.force)
+    return run_thumbnail_task, ThumbnailTask(
         source_uri=job.source_uri, source_sha256=job.source_sha256, variant=job.variant,
-        media_roots=settings.media_roots, image_store=Path(settings.image_store),
-        limits=Limits(settings.max_source_pixels, settings.max_source_bytes),
-        force=job.force, media_type=job.media_type,
-    )
+        media_roots=settings.media_roots, image_store=Path(settings.image_store), limits=limits,
+        force=job.force, media_type=job.media_type)
+
+
+async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event:
+    fn, task = _task_for(ctx, job)
     attempt = job.attempt
     while True:
         try:
-            outcome: RenderOutcome = await ctx.pool.run(run_thumbnail_task, task)
+            outcome: RenderOutcome = await ctx.pool.run(fn, task)
             return _generated(ctx, job, outcome, attempt)
         except TaskFailed as e:
             if e.permanent:
@@ -147,6 +169,7 @@ def _generated(ctx: WorkerContext, job: RenderJob, outcome: RenderOutcome, attem
         uri=outcome.path.relative_to(Path(ctx.settings.image_store)).as_posix(), sha256=outcome.sha256,
         width=outcome.width, height=outcome.height, bytes=outcome.bytes, render_ms=round(outcome.render_ms, 2),
         attempts=attempt, cache_hit=outcome.cache_hit, generated_at=now_iso(),
+        frames_used=tuple(outcome.frames) if isinstance(outcome, CompositeOutcome) else None,
     )
 
 

@@ -9,6 +9,7 @@ import time
 
 import faust
 
+from agents.annotations import register_annotations
 from agents.context import WorkerContext
 from agents.intake import register_intake
 from agents.projector import register_projector
@@ -32,6 +33,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_intake(ctx)
     register_render(ctx)
     register_projector(ctx)
+    register_annotations(ctx)
     started = time.time()
 
     def health() -> dict:

@@ -51,5 +51,29 @@ def format_job(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_annotation(a: dict[str, Any]) -> str:
+    state = "DIRTY (combined image is stale)" if a["dirty"] else "current"
+    lines = [
+        f"annotation  {a['annotation_id']}   video {a['video_id']}",
+        f"state       {state}",
+        f"revisions   wanted {a['wanted_revision']}, rendered {a['rendered_revision']}",
+        f"span        frames {a['start_frame']}..{a['end_frame']} of {a['source']}"
+        + (f", crop {','.join(map(str, a['crop']))}" if a.get("crop") else ""),
+        f"changed     {a['last_change_at']}",
+    ]
+    if a.get("output"):
+        o = a["output"]
+        frames = a.get("frames_used") or []
+        lines.append(f"rendered    {a.get('rendered_at')}: {o['uri']} ({o['width']}x{o['height']}, median of {len(frames)} frames)")
+    if a.get("last_error"):
+        lines.append(f"error       {a['last_error']}")
+    return "\n".join(lines)
+
+
+def format_video(v: dict[str, Any]) -> str:
+    dirty = ", ".join(v["dirty_annotations"]) or "none"
+    return f"video    {v['video_id']}\npending  {v['pending']}\ndirty    {dirty}"
+
+
 def format_duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

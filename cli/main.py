@@ -167,6 +167,24 @@ def status_job(job_id: str, as_json: bool) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else fmt.format_job(data))
 
 
+@status.command("annotation")
+@click.argument("annotation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_annotation(annotation_id: str, as_json: bool) -> None:
+    """An annotation: dirty flag, wanted and rendered revisions, last render."""
+    data = _get(_settings(), f"/annotations/{annotation_id}")
+    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_annotation(data))
+
+
+@status.command("video")
+@click.argument("video_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_video(video_id: str, as_json: bool) -> None:
+    """A video's pending count and its dirty annotations."""
+    data = _get(_settings(), f"/videos/{video_id}")
+    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_video(data))
+
+
 def _get(settings: Settings, path: str) -> dict:
     url = f"http://{settings.web_host}:{settings.web_port}{path}"
     request = urllib.request.Request(url)
@@ -211,6 +229,49 @@ def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
     image = render_thumbnail(file, parse_variant(variant), Limits(settings.max_source_pixels, settings.max_source_bytes))
     write_atomically(output, image.data)
     click.echo(f"{output}: {image.width}x{image.height} {image.format}, {len(image.data)} bytes, "
+               f"{(time.perf_counter() - started) * 1000:.0f} ms")
+
+
+@render.command("composite")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--start", "start_frame", type=int, required=True, help="First frame (0-based, inclusive).")
+@click.option("--end", "end_frame", type=int, required=True, help="Last frame (inclusive).")
+@click.option("--crop", help="x,y,w,h box to keep.")
+@click.option("--variant", default="full.png", show_default=True)
+@click.option("--max-frames", type=int, help="Sample long spans down to this many frames [env REGEN_COMPOSITE_MAX_FRAMES].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def render_composite_cmd(source: Path, start_frame: int, end_frame: int, crop: str | None, variant: str,
+                         max_frames: int | None, output: Path) -> None:
+    """Render the median composite of SOURCE (a video or a folder of numbered frames)."""
+    import time
+
+    from imaging.composite import composite, sample_frames
+    from imaging.frames import read_frames
+    from imaging.limits import Limits
+    from imaging.store import write_atomically
+    from imaging.thumbnails import encode
+    from imaging.variants import parse_variant
+
+    settings = _settings()
+    box = None
+    if crop:
+        try:
+            box = tuple(int(v) for v in crop.split(","))
+            assert len(box) == 4
+        except (ValueError, AssertionError):
+            raise click.BadParameter(f"{crop!r} is not x,y,w,h", param_hint="--crop") from None
+    started = time.perf_counter()
+    wanted = sample_frames(start_frame, end_frame, max_frames or settings.composite_max_frames)
+    frames = read_frames(source, wanted, box, Limits(settings.max_source_pixels, settings.max_source_bytes))
+    result = composite(frames, wanted, (start_frame, end_frame))
+    chosen = parse_variant(variant)
+    image = result.image
+    if chosen.target_size(*image.size) != image.size:
+        image = image.resize(chosen.target_size(*image.size))
+    encoded = encode(image, chosen)
+    write_atomically(output, encoded.data)
+    used = f"{len(result.frames)} frames" + (" (sampled evenly)" if result.sampled else "")
+    click.echo(f"{output}: {encoded.width}x{encoded.height}, median of {used}, "
                f"{(time.perf_counter() - started) * 1000:.0f} ms")
 
 

@@ -8,9 +8,9 @@ late never overwrites a newer result.
 
 from __future__ import annotations
 
-from schemas.events import AssetImported, ImageFailed, ImageGenerated
-from schemas.jobs import RenderJob
-from projections.state import AssetState, JobState, VariantState
+from projections.state import AnnotationState, AssetState, JobState, VariantState, VideoState
+from schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
+from schemas.jobs import DirtyFlag, RenderJob
 
 
 # --- assets ---------------------------------------------------------------
@@ -145,3 +145,66 @@ def _merge_ids(existing: tuple[str, ...], new) -> tuple[str, ...]:
         if rid not in merged:
             merged.append(rid)
     return tuple(merged)
+
+
+# --- annotations and videos ------------------------------------------------
+
+def boundary_changed(state: AnnotationState | None, event: BoundaryChanged, at: str) -> AnnotationState:
+    """Revisions only grow: an edit older than (or equal to) the wanted one
+    changes nothing, whatever order the events arrive in."""
+    if state is not None and event.revision <= state.wanted_revision:
+        return state
+    rendered = state.rendered_revision if state else 0
+    return AnnotationState(
+        annotation_id=event.annotation_id, video_id=event.video_id, source=event.source,
+        start_frame=event.start_frame, end_frame=event.end_frame,
+        crop=tuple(event.crop) if event.crop else None, wanted_revision=event.revision,
+        last_change_at=at, rendered_revision=rendered, dirty=event.revision > rendered,
+        rendered_at=state.rendered_at if state else None, output=state.output if state else None,
+        frames_used=state.frames_used if state else None,
+        failed_revision=state.failed_revision if state else 0,
+        last_error=state.last_error if state else None,
+    )
+
+
+def annotation_rendered(state: AnnotationState, event: ImageGenerated) -> AnnotationState:
+    """Completion of revision r clears the dirty flag only if no newer
+    revision was wanted meanwhile."""
+    if event.revision <= state.rendered_revision:
+        return state
+    return state.evolve(
+        rendered_revision=event.revision, dirty=state.wanted_revision > event.revision,
+        rendered_at=event.generated_at, output=_output(event),
+        frames_used=tuple(event.frames_used) if event.frames_used else None, last_error=None,
+    )
+
+
+def annotation_failed(state: AnnotationState, event: ImageFailed) -> AnnotationState:
+    if event.revision <= max(state.rendered_revision, state.failed_revision):
+        return state
+    return state.evolve(failed_revision=event.revision, last_error=f"{event.reason}: {event.error}")
+
+
+def dirty_flag_changed(before: AnnotationState | None, after: AnnotationState) -> DirtyFlag | None:
+    """The flag to send to the video's partition when the dirty flag flips."""
+    was_dirty = before.dirty if before is not None else False
+    if was_dirty == after.dirty and (before is None or before.video_id == after.video_id):
+        return None
+    revision = after.wanted_revision if after.dirty else after.rendered_revision
+    return DirtyFlag(video_id=after.video_id, annotation_id=after.annotation_id, revision=revision,
+                     dirty=after.dirty, at=after.last_change_at if after.dirty else (after.rendered_at or ""))
+
+
+def video_flagged(state: VideoState | None, flag: DirtyFlag) -> VideoState:
+    """Idempotent and order-tolerant: a clean flag removes an annotation only
+    if no newer revision made it dirty again."""
+    video = state or VideoState(video_id=flag.video_id)
+    current = video.dirty.get(flag.annotation_id)
+    if flag.dirty:
+        if current is not None and current >= flag.revision:
+            return video
+        return video.evolve(dirty={**video.dirty, flag.annotation_id: flag.revision})
+    if current is None or current > flag.revision:
+        return video
+    remaining = {k: v for k, v in video.dirty.items() if k != flag.annotation_id}
+    return video.evolve(dirty=remaining)

@@ -93,3 +93,37 @@ class AssetState(Record):
 
     def variant(self, name: str) -> VariantState | None:
         return VariantState.from_dict(self.variants.get(name))
+
+
+@dataclass(frozen=True)
+class AnnotationState(Record):
+    """Dirty state of one annotation's combined image."""
+
+    annotation_id: str
+    video_id: str
+    source: str
+    start_frame: int  # the span of the wanted revision
+    end_frame: int
+    wanted_revision: int
+    last_change_at: str
+    crop: tuple[int, int, int, int] | None = None
+    rendered_revision: int = 0
+    dirty: bool = True
+    rendered_at: str | None = None
+    output: dict | None = None
+    frames_used: tuple[int, ...] | None = None
+    failed_revision: int = 0  # a permanent failure: not scheduled again until a new edit
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoState(Record):
+    """A video's stale annotations: annotation_id -> the revision that made it dirty.
+    A set, not a counter, so a replayed flag cannot count twice."""
+
+    video_id: str
+    dirty: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> int:
+        return len(self.dirty)

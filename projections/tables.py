@@ -17,6 +17,8 @@ import faust
 class Tables:
     assets: faust.Table  # asset_id -> AssetState
     jobs: faust.Table  # job_id -> JobState
+    annotations: faust.Table  # annotation_id -> AnnotationState
+    videos: faust.Table  # video_id -> VideoState (the video's dirty annotations)
 
 
 def create_tables(app: faust.App) -> Tables:
@@ -27,4 +29,6 @@ def create_tables(app: faust.App) -> Tables:
     return Tables(
         assets=table("assets", "asset_id -> asset record with per-variant status"),
         jobs=table("jobs", "job_id -> render job status"),
+        annotations=table("annotations", "annotation_id -> dirty state of its combined image"),
+        videos=table("videos", "video_id -> its dirty annotations"),
     )

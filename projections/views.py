@@ -15,7 +15,7 @@ import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from projections.queries import asset_status, job_status
+from projections.queries import annotation_status, asset_status, job_status, video_status
 from projections.tables import Tables
 from streams.settings import Settings
 
@@ -53,6 +53,19 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
             if len(parts) < 4:
                 return self.json({"error": f"{job_id!r} is not a job id (kind:id:variant:rN)"}, status=404)
             return await routed(self, request, parts[1], lambda: job_status(tables, job_id))
+
+    @app.page("/annotations/{annotation_id}")
+    class AnnotationView(View):
+        async def get(self, request: Request, annotation_id: str) -> Response:
+            return await routed(self, request, annotation_id, lambda: annotation_status(tables, annotation_id))
+
+    @app.page("/videos/{video_id}")
+    class VideoView(View):
+        async def get(self, request: Request, video_id: str) -> Response:
+            # A video nobody has edited has nothing pending: 0, not "unknown".
+            return await routed(self, request, video_id, lambda: video_status(tables, video_id)
+                                or {"video_id": video_id, "pending": 0, "dirty_annotations": [],
+                                    "dirty_revisions": {}})
 
     @app.page("/health")
     class HealthView(View):

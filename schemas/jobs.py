@@ -31,7 +31,30 @@ class RenderJob(Event):
     attempt: int = 1
     force: bool = False
     request_ids: tuple[str, ...] = field(default_factory=tuple)
+    # composites only: the span (inclusive) and optional crop box x, y, w, h
+    start_frame: int | None = None
+    end_frame: int | None = None
+    crop: tuple[int, int, int, int] | None = None
 
     @property
     def key(self) -> str:
         return self.target.key
+
+
+@dataclass(frozen=True)
+class DirtyFlag(Event):
+    """An annotation's composite became stale (dirty) or current again.
+
+    Re-keyed by video so one partition holds a video's whole pending set:
+    the annotation and its video are usually in different partitions."""
+
+    ce_type: ClassVar[str] = "dev.regen.DirtyFlag.v1"
+    video_id: str
+    annotation_id: str
+    revision: int
+    dirty: bool
+    at: str
+
+    @property
+    def key(self) -> str:
+        return self.video_id

@@ -35,6 +35,9 @@ ENVIRONMENT: dict[str, str] = {
     "render_processes": "REGEN_RENDER_PROCESSES",
     "render_timeout": "REGEN_RENDER_TIMEOUT",
     "render_batch_size": "REGEN_RENDER_BATCH_SIZE",
+    "idle_delay": "REGEN_IDLE_DELAY",
+    "composite_max_frames": "REGEN_COMPOSITE_MAX_FRAMES",
+    "composite_variant": "REGEN_COMPOSITE_VARIANT",
     "max_source_pixels": "REGEN_MAX_SOURCE_PIXELS",
     "max_source_bytes": "REGEN_MAX_SOURCE_BYTES",
     "log_level": "REGEN_LOG_LEVEL",
@@ -70,6 +73,12 @@ class Settings:
     render_timeout: float = 60.0
     # Jobs taken from a lane at once: enough to keep every render process busy.
     render_batch_size: int = 16
+    # An annotation is rendered once nobody has moved it for this long: a
+    # drag sends dozens of edits a second, and only the last one matters.
+    idle_delay: float = 3.0
+    # Longer spans are sampled evenly down to this many frames (memory and time).
+    composite_max_frames: int = 64
+    composite_variant: str = "full.png"
     max_source_pixels: int = 50_000_000
     max_source_bytes: int = 200 * 1024 * 1024
     log_level: str = "info"
@@ -110,6 +119,13 @@ class Settings:
                 parse_variant(name)
             except ImagingError as e:
                 raise ConfigError(f"{ENVIRONMENT['variants']}: {e}") from e
+        if self.idle_delay < 0:
+            raise ConfigError(f"{ENVIRONMENT['idle_delay']}={self.idle_delay}: must be >= 0")
+        if not 1 <= self.composite_max_frames <= 1024:
+            raise ConfigError(f"{ENVIRONMENT['composite_max_frames']}={self.composite_max_frames}: must be 1..1024")
+        if self.composite_variant not in self.variants:
+            raise ConfigError(f"{ENVIRONMENT['composite_variant']}={self.composite_variant} is not one of "
+                              f"{ENVIRONMENT['variants']} ({', '.join(self.variants)})")
         unknown = [v for v in self.pregenerate_variants if v not in self.variants]
         if unknown:
             raise ConfigError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
-from schemas.jobs import RenderJob
+from schemas.jobs import DirtyFlag, RenderJob
 from streams.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
@@ -34,6 +34,7 @@ IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description=
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
 RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
+ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
 
 ALL_TOPICS = (
@@ -43,6 +44,7 @@ ALL_TOPICS = (
     IMAGES_RESULTS,
     RENDER_INTERACTIVE,
     RENDER_BACKGROUND,
+    ANNOTATIONS_DIRTY,
     DEADLETTER,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
@@ -53,6 +55,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     ImageGenerated: IMAGES_RESULTS,
     ImageFailed: IMAGES_RESULTS,
     RenderJob: RENDER_BACKGROUND,
+    DirtyFlag: ANNOTATIONS_DIRTY,
 }
 
 

@@ -23,6 +23,7 @@ def test_environment_values_are_parsed():
         "REGEN_WEB_DEBUG_ENDPOINTS": "yes",
         "REGEN_VARIANTS": "h400.jpg, w800.webp",
         "REGEN_PREGENERATE_VARIANTS": "w800.webp",
+        "REGEN_COMPOSITE_VARIANT": "h400.jpg",
     })
     assert s.bootstrap_servers == "k1:9092,k2:9092"
     assert s.media_roots == (Path("/a"), Path("/b"))
