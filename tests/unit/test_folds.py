@@ -82,3 +82,62 @@ def test_failure_is_recorded_with_reason():
     assert v.status == "failed" and "permanent" in v.error
     job = folds.job_failed(None, failed())
     assert (job.status, job.reason, job.error_code) == ("failed", "permanent", "corrupt")
+
+
+# --- annotations ------------------------------------------------------------
+
+from projections.state import VideoState  # noqa: E402
+from schemas.events import BoundaryChanged  # noqa: E402
+
+
+def edit(revision, start=0, end=10, video="v1") -> BoundaryChanged:
+    return BoundaryChanged(annotation_id="n1", video_id=video, start_frame=start, end_frame=end,
+                           revision=revision, source="clip.mp4")
+
+
+def composite_done(revision) -> ImageGenerated:
+    return generated(revision=revision, target=Target("composite", "n1"), job_id=f"composite:n1:full.png:r{revision}",
+                     frames_used=(0, 1, 2))
+
+
+def test_boundary_revisions_only_grow():
+    first = folds.boundary_changed(None, edit(2, end=5), AT)
+    assert first.dirty and first.wanted_revision == 2
+    assert folds.boundary_changed(first, edit(1, end=99), AT) is first
+    assert folds.boundary_changed(first, edit(2, end=99), AT) is first
+    newer = folds.boundary_changed(first, edit(3, end=7), AT)
+    assert (newer.wanted_revision, newer.end_frame) == (3, 7)
+
+
+def test_completion_clears_dirty_only_without_a_newer_edit():
+    state = folds.boundary_changed(None, edit(1), AT)
+    state = folds.boundary_changed(state, edit(2), AT)
+    stale_render = folds.annotation_rendered(state, composite_done(1))
+    assert stale_render.dirty and stale_render.rendered_revision == 1
+    current = folds.annotation_rendered(stale_render, composite_done(2))
+    assert not current.dirty and current.frames_used == (0, 1, 2)
+    assert folds.annotation_rendered(current, composite_done(2)) is current
+
+
+def test_dirty_flags_flip_and_fold_into_an_exact_pending_set():
+    clean = None
+    dirty = folds.boundary_changed(clean, edit(1), AT)
+    flag = folds.dirty_flag_changed(clean, dirty)
+    assert flag.dirty and flag.revision == 1
+    again = folds.boundary_changed(dirty, edit(2), AT)
+    assert folds.dirty_flag_changed(dirty, again) is None, "still dirty: no flip"
+    video = folds.video_flagged(None, flag)
+    assert video.pending == 1
+    assert folds.video_flagged(video, flag) == video, "a replayed flag does not count twice"
+    done = folds.annotation_rendered(again, composite_done(2))
+    clean_flag = folds.dirty_flag_changed(again, done)
+    assert clean_flag is not None and not clean_flag.dirty
+    assert folds.video_flagged(video, clean_flag).pending == 0
+
+
+def test_a_late_clean_flag_does_not_hide_a_newer_edit():
+    video = VideoState(video_id="v1", dirty={"n1": 6})
+    from schemas.jobs import DirtyFlag
+
+    late_clean = DirtyFlag(video_id="v1", annotation_id="n1", revision=5, dirty=False, at=AT)
+    assert folds.video_flagged(video, late_clean).pending == 1
