@@ -70,6 +70,9 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
         say(f"published {len(asset_ids)} AssetImported; waiting for {len(expected)} thumbnails")
         completions = asyncio.run(_wait_with_progress(settings, bootstrap, expected))
         _print_summary(settings, completions, asset_ids)
+        video = next((p for p in sorted(folder.rglob("*.mp4"))), None)
+        if video is not None:
+            _annotation_demo(settings, bootstrap, video.relative_to(folder).as_posix(), say)
     finally:
         if keep_running:
             say(f"left running: worker pid {worker.pid}, HTTP port {settings.web_port}. "
@@ -123,6 +126,50 @@ def _print_summary(settings: Settings, completions: dict, asset_ids: list[str]) 
         click.echo(f"\nQuery a running worker with:  {ENVIRONMENT['web_port']}={settings.web_port} "
                    f"regen status asset {first}")
         click.echo(f"or over HTTP:                 curl http://{settings.web_host}:{settings.web_port}/assets/{first}")
+
+
+def _annotation_demo(settings: Settings, bootstrap: str, source: str, say) -> None:
+    """A burst of boundary edits on three annotations, then the pending count
+    falling to zero as each goes idle and gets one composite."""
+    import av
+
+    from cli.main import _get
+    from schemas.events import BoundaryChanged
+    from streams.publisher import Publisher
+
+    with av.open(str(settings.media_roots[-1] / source)) as container:
+        frames = container.streams.video[0].frames or 48
+    video_id = "demo-video"
+    edits = []
+    for revision in range(1, 21):  # three annotations dragged at once, 20 edits each
+        for n in range(3):
+            start = min(frames - 2, n * 8 + revision % 5)
+            edits.append(BoundaryChanged(annotation_id=f"demo-annotation-{n}", video_id=video_id,
+                                         start_frame=start, end_frame=min(frames - 1, start + 10 + revision),
+                                         revision=revision, source=source))
+
+    async def publish() -> None:
+        async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
+            await publisher.publish_many(edits)
+
+    say(f"publishing {len(edits)} BoundaryChanged for 3 annotations of {source}; each renders once, "
+        f"{settings.idle_delay:g} s after its last edit")
+    asyncio.run(publish())
+    started = time.monotonic()
+    deadline, last, seen_pending = started + 60 + settings.idle_delay, None, False
+    while time.monotonic() < deadline:
+        pending = _get(settings, f"/videos/{video_id}")["pending"]
+        if pending != last:
+            click.echo(f"  {time.monotonic() - started:5.1f} s  video {video_id}: {pending} annotation(s) pending")
+            last = pending
+        seen_pending = seen_pending or pending > 0
+        if pending == 0 and (seen_pending or time.monotonic() - started > settings.idle_delay + 5):
+            break
+        time.sleep(0.2)
+    if last != 0:
+        raise RegenError(f"video {video_id} still has {last} pending annotation(s) after 60 s")
+    annotation = _get(settings, "/annotations/demo-annotation-0")
+    click.echo("\n" + fmt.format_annotation(annotation))
 
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
