@@ -20,9 +20,9 @@ from PIL import Image
 
 from imaging.errors import ImagingError
 
-# Temporaries per band: frames x band pixels x channels booleans. 4 MiB keeps
-# a band's comparison and count in L2/L3 cache on ordinary machines.
-BAND_BYTES = 4 << 20
+# Temporaries per band: frames x band bytes of booleans. 1 MiB keeps a band's
+# comparison and counts in cache (measured: 1 MiB beat 256 KiB and 4 MiB).
+BAND_BYTES = 1 << 20
 
 
 class SpanOutOfRange(ImagingError):
@@ -38,23 +38,32 @@ def lower_median(stack: np.ndarray) -> np.ndarray:
         raise ValueError("no frames to take the median of")
     rank = (count - 1) // 2  # 0-based rank of the lower median
     flat = stack.reshape(count, -1)
-    out = np.empty(flat.shape[1], dtype=np.uint8)
-    band = max(1, BAND_BYTES // count)
+    pixels = flat.shape[1]
+    band = max(1, min(pixels, BAND_BYTES // count))
     counter = np.uint8 if count < 256 else np.uint16
-    for begin in range(0, flat.shape[1], band):
-        out[begin:begin + band] = _select(flat[:, begin:begin + band], rank, counter)
+    # Every temporary is allocated once and reused band after band: the
+    # loop is then compare, add and select over cache-resident memory.
+    below = np.empty((count, band), dtype=bool)
+    counts = np.empty(band, dtype=counter)
+    result = np.empty(band, dtype=np.uint8)
+    candidate = np.empty(band, dtype=np.uint8)
+    keep = np.empty(band, dtype=bool)
+    out = np.empty(pixels, dtype=np.uint8)
+    for begin in range(0, pixels, band):
+        block = flat[:, begin:begin + band]
+        width = block.shape[1]
+        r, c, cand, k, b = result[:width], counts[:width], candidate[:width], keep[:width], below[:, :width]
+        r.fill(0)
+        # Per column, the largest v with #(x < v) <= rank is the rank-th
+        # smallest value; decided one bit at a time from the top: 8 passes.
+        for bit in range(7, -1, -1):
+            np.bitwise_or(r, np.uint8(1 << bit), out=cand)
+            np.less(block, cand, out=b)
+            np.add.reduce(b.view(np.uint8), axis=0, dtype=counter, out=c)  # a bool is one byte, 0 or 1
+            np.less_equal(c, rank, out=k)
+            np.copyto(r, cand, where=k)
+        out[begin:begin + width] = r
     return out.reshape(stack.shape[1:])
-
-
-def _select(block: np.ndarray, rank: int, counter) -> np.ndarray:
-    """Per column, the largest v with #(x < v) <= rank: the rank-th smallest.
-    Decided one bit at a time from the top, so 8 passes give the exact value."""
-    result = np.zeros(block.shape[1], dtype=np.uint8)
-    for bit in range(7, -1, -1):
-        candidate = result | np.uint8(1 << bit)
-        below = (block < candidate).sum(axis=0, dtype=counter)
-        np.copyto(result, candidate, where=below <= rank)
-    return result
 
 
 def sample_frames(start: int, end: int, cap: int) -> list[int]:
