@@ -4,9 +4,11 @@ way to emit an event."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import faust
+from aiokafka.errors import KafkaError
 
 from agents.render_pool import RenderPool
 from projections.tables import Tables
@@ -14,6 +16,13 @@ from schemas.events import Event
 from streams.codec import encode
 from streams.settings import Settings
 from streams.topics import TopicSpec, topic_name
+
+
+log = logging.getLogger(__name__)
+
+# aiokafka already retries a send for its request timeout; these pace the
+# retries after that, while a broker is down or being restarted.
+SEND_RETRY_FIRST_S, SEND_RETRY_CAP_S = 0.5, 5.0
 
 
 @dataclass
@@ -52,7 +61,19 @@ class WorkerContext:
         """Send and wait for the broker's ack, so a batch's offsets are only
         committed after what it produced is durable."""
         envelope = encode(event, self.source)
-        await self.app.producer.send_and_wait(
-            topic_name(self.settings, spec), envelope.key, envelope.value,
-            partition=None, timestamp=None, headers=envelope.headers,
-        )
+        await self.send_durably(topic_name(self.settings, spec), envelope.key, envelope.value, envelope.headers)
+
+    async def send_durably(self, topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+        """Retry until the broker acknowledges. Giving up would let the
+        caller's offsets be committed past an event whose result was never
+        written; waiting holds them back until the broker is reachable."""
+        delay = SEND_RETRY_FIRST_S
+        while True:
+            try:
+                await self.app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None,
+                                                      headers=headers)
+                return
+            except KafkaError as e:
+                log.warning("sending to %s failed (%s); retrying in %.1f s", topic, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(SEND_RETRY_CAP_S, delay * 2)

@@ -32,8 +32,5 @@ def deadletter_headers(message: Any, group: str, exc: BaseException) -> list[tup
 
 async def send_to_deadletter(ctx: WorkerContext, message: Any, exc: BaseException) -> None:
     log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc)
-    await ctx.app.producer.send_and_wait(
-        topic_name(ctx.settings, DEADLETTER), message.key, message.value,
-        partition=None, timestamp=None,
-        headers=deadletter_headers(message, ctx.settings.app_id, exc),
-    )
+    await ctx.send_durably(topic_name(ctx.settings, DEADLETTER), message.key, message.value,
+                           deadletter_headers(message, ctx.settings.app_id, exc))

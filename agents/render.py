@@ -66,12 +66,13 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
     for event in batch:
         try:
             job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
-        except PoisonEvent as e:
+            with as_current_event(event):
+                if _start(ctx, job):
+                    accepted.append((event, job))
+        except Exception as e:  # noqa: BLE001 - the batch is acked whatever happens: record why
+            if not isinstance(e, PoisonEvent):
+                log.exception("starting a render job failed")
             await send_to_deadletter(ctx, event.message, e)
-            continue
-        with as_current_event(event):
-            if _start(ctx, job):
-                accepted.append((event, job))
     # Each completion is emitted as soon as its render ends, so emitting one
     # overlaps rendering the others and no render process idles on the broker.
     await asyncio.gather(*(_render_and_emit(ctx, event, job) for event, job in accepted))
