@@ -20,7 +20,7 @@ import logging
 import time
 
 from agents.context import WorkerContext
-from agents.handling import handle_message
+from agents.handling import register_event_agent
 from projections import folds
 from projections.planning import idle_long_enough, plan_composite
 from projections.state import AnnotationState, JobState, VideoState
@@ -33,15 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def register_annotations(ctx: WorkerContext) -> None:
-    @ctx.app.agent(ctx.topic(BOUNDARIES_CHANGED), name="boundary-intake")
-    async def boundary_intake(stream):
-        async for event in stream.events():
-            await handle_message(ctx, event.message, BOUNDARIES_CHANGED.event_types, on_boundary_changed)
-
-    @ctx.app.agent(ctx.topic(ANNOTATIONS_DIRTY), name="video-pending")
-    async def video_pending(stream):
-        async for event in stream.events():
-            await handle_message(ctx, event.message, ANNOTATIONS_DIRTY.event_types, on_dirty_flag)
+    register_event_agent(ctx, BOUNDARIES_CHANGED, "boundary-intake", on_boundary_changed)
+    register_event_agent(ctx, ANNOTATIONS_DIRTY, "video-pending", on_dirty_flag)
 
     # Check often relative to the delay, so a render starts within a quarter
     # of idle_delay after it is due; never more than 4 times a second.

@@ -42,6 +42,18 @@ async def handle_message(
         await send_to_deadletter(ctx, message, e)
 
 
+def register_event_agent(ctx: WorkerContext, spec, name: str,
+                         handler: Callable[[WorkerContext, Any], Awaitable[None]]) -> None:
+    """One agent on ``spec``'s topic that handles its events one at a time."""
+
+    async def agent(stream):
+        async for event in stream.events():
+            await handle_message(ctx, event.message, spec.event_types, handler)
+
+    agent.__name__ = agent.__qualname__ = name.replace("-", "_")
+    ctx.app.agent(ctx.topic(spec), name=name)(agent)
+
+
 @contextlib.contextmanager
 def as_current_event(event: Any) -> Iterator[None]:
     """Make Faust attribute table writes to ``event``'s partition.

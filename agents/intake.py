@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from agents.context import WorkerContext
-from agents.handling import handle_message
+from agents.handling import register_event_agent
 from projections import folds
 from projections.planning import cached_output, plan_job
 from projections.state import AssetState, JobState
@@ -24,15 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def register_intake(ctx: WorkerContext) -> None:
-    @ctx.app.agent(ctx.topic(ASSETS_IMPORTED), name="asset-intake")
-    async def asset_intake(stream):
-        async for event in stream.events():
-            await handle_message(ctx, event.message, ASSETS_IMPORTED.event_types, on_asset_imported)
-
-    @ctx.app.agent(ctx.topic(IMAGES_REQUESTED), name="request-intake")
-    async def request_intake(stream):
-        async for event in stream.events():
-            await handle_message(ctx, event.message, IMAGES_REQUESTED.event_types, on_image_requested)
+    register_event_agent(ctx, ASSETS_IMPORTED, "asset-intake", on_asset_imported)
+    register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested)
 
 
 async def on_asset_imported(ctx: WorkerContext, event: AssetImported) -> None:

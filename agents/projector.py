@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from agents.context import WorkerContext
-from agents.handling import handle_message
+from agents.handling import register_event_agent
 from projections import folds
 from projections.state import AnnotationState, AssetState, JobState
 from schemas.events import ImageFailed, ImageGenerated
@@ -15,10 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def register_projector(ctx: WorkerContext) -> None:
-    @ctx.app.agent(ctx.topic(IMAGES_RESULTS), name="projector")
-    async def projector(stream):
-        async for event in stream.events():
-            await handle_message(ctx, event.message, IMAGES_RESULTS.event_types, on_completion)
+    register_event_agent(ctx, IMAGES_RESULTS, "projector", on_completion)
 
 
 async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
