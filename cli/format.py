@@ -75,5 +75,41 @@ def format_video(v: dict[str, Any]) -> str:
     return f"video    {v['video_id']}\npending  {v['pending']}\ndirty    {dirty}"
 
 
+def deadletter_fields(record: Any) -> dict[str, Any]:
+    """A dead-letter record as plain fields (headers decoded, value as text)."""
+    headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}
+    value = (record.value or b"").decode("utf-8", "replace")
+    return {
+        "offset": record.offset,
+        "dead_lettered_at": record.timestamp,
+        "topic": headers.get("kafka_dlt-original-topic"),
+        "partition": headers.get("kafka_dlt-original-partition"),
+        "original_offset": headers.get("kafka_dlt-original-offset"),
+        "group": headers.get("kafka_dlt-original-consumer-group"),
+        "exception": headers.get("kafka_dlt-exception-fqcn"),
+        "reason": headers.get("kafka_dlt-exception-message"),
+        "key": (record.key or b"").decode("utf-8", "replace"),
+        "ce_id": headers.get("ce_id"),
+        "ce_type": headers.get("ce_type"),
+        "value": value,
+    }
+
+
+def format_deadletters(rows: list[dict[str, Any]], total: int) -> str:
+    if not rows:
+        return "no dead letters"
+    lines = [f"{total} dead letter(s); the newest {len(rows)}:", ""]
+    for row in rows:
+        value = row["value"] if len(row["value"]) <= 120 else row["value"][:117] + "..."
+        lines += [
+            f"{row['topic']}[{row['partition']}]@{row['original_offset']}  key {row['key'] or '-'}"
+            + (f"  ce_id {row['ce_id']}" if row.get("ce_id") else ""),
+            f"  why    {row['reason']}",
+            f"  value  {value}",
+            "",
+        ]
+    return "\n".join(lines).rstrip()
+
+
 def format_duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

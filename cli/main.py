@@ -142,6 +142,25 @@ def publish(event_type: str, body: str) -> None:
     click.echo(f"published {event_type} (ce_id {ce_id})")
 
 
+@cli.command()
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many (the newest).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per dead letter.")
+def deadletters(limit: int, as_json: bool) -> None:
+    """List events that could not be processed, with where they came from and why."""
+    from streams.connection import bootstrap_servers
+    from streams.results import read_records
+    from streams.topics import DEADLETTER
+
+    settings = _settings()
+    records = asyncio.run(read_records(settings, bootstrap_servers(settings), DEADLETTER, idle_timeout=1.0))
+    rows = [fmt.deadletter_fields(r) for r in records][-limit:] if limit > 0 else []
+    if as_json:
+        for row in rows:
+            click.echo(orjson.dumps(row).decode())
+    else:
+        click.echo(fmt.format_deadletters(rows, total=len(records)))
+
+
 # --- queries ---------------------------------------------------------------------
 
 @cli.group()

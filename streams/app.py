@@ -30,10 +30,12 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         producer_acks=-1,
         # Commit often: a killed worker then redoes seconds of work, not minutes.
         broker_commit_interval=1.0,
-        # Rendering a batch can take seconds; a short session timeout would
-        # rebalance a healthy worker away from its partitions mid-batch.
-        broker_session_timeout=60.0,
-        broker_heartbeat_interval=3.0,
+        # Heartbeats come from Faust's consumer thread, not from the agents,
+        # so long renders do not starve them. The session timeout is how long
+        # a killed worker's partitions wait before another worker takes them:
+        # keep it short. Slow batches are covered by the poll interval.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         broker_max_poll_interval=1800.0,
         web_enabled=True,
         web_host=settings.web_host,

@@ -131,6 +131,16 @@ def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(start_wor
     second = next(r for r in letters if r.key == b"broken-2")
     assert "required property" in header(second.headers, "kafka_dlt-exception-message")
 
+    # `regen deadletters` shows both, readably and as JSON lines.
+    listing = subprocess.run([sys.executable, "-m", "cli.main", "deadletters"], env=worker.env,
+                             capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "2 dead letter(s)" in listing.stdout and "not valid JSON" in listing.stdout
+    as_json = subprocess.run([sys.executable, "-m", "cli.main", "deadletters", "--json", "--limit", "1"],
+                             env=worker.env, capture_output=True, text=True, timeout=60)
+    rows = [orjson.loads(line) for line in as_json.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["topic"] == topic_name(settings, ASSETS_IMPORTED)
+
 
 def test_requests_render_then_hit_the_cache_and_unknown_targets_fail(start_worker, settings, corpus):
     worker = start_worker()

@@ -1,0 +1,107 @@
+"""Failures lose nothing: broken files end in ImageFailed, a killed worker loses no job."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cli.importer import media_files, scan
+from schemas.events import ImageFailed, ImageGenerated
+from streams.publisher import Publisher
+from streams.results import follow_completions, wait_for
+from tests.integration.conftest import run
+from tests.unit.test_thumbnails import BAD_OUTCOMES
+
+
+def key(completion) -> str:
+    return f"{completion.target.id}/{completion.variant}"
+
+
+async def publish_all(settings, bootstrap, events) -> None:
+    async with Publisher(settings, bootstrap, source="tests") as publisher:
+        await publisher.publish_many(events)
+
+
+def test_every_bad_corpus_file_ends_in_its_documented_outcome(start_worker, corpus):
+    worker = start_worker(REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    files = [corpus / "bad" / name for name in sorted(BAD_OUTCOMES)]
+    events = {scanned.path.name: scanned.event for scanned in scan(files, [corpus], "bad")}
+    run(publish_all(settings, bootstrap, list(events.values())))
+    seen = run(wait_for(settings, bootstrap, key, {f"{e.asset_id}/h400.jpg" for e in events.values()}, 90))
+    for name, expected in BAD_OUTCOMES.items():
+        outcome = seen[f"{events[name].asset_id}/h400.jpg"]
+        if isinstance(expected, type):
+            assert isinstance(outcome, ImageFailed), name
+            assert (outcome.reason, outcome.attempts) == ("permanent", 1), name
+            assert outcome.error_code == expected.code, (name, outcome.error)
+        else:
+            assert isinstance(outcome, ImageGenerated), (name, getattr(outcome, "error", ""))
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    for i in range(count):
+        pixels = base.copy()
+        pixels[i % 240, :, :] = i % 256  # every file distinct
+        Image.fromarray(pixels).save(folder / f"p{i:03d}.jpg", quality=85)
+    return media_files(folder)
+
+
+def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path):
+    media = tmp_path / "media"
+    photos = make_photos(media, 300)
+    worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_RENDER_BATCH_SIZE="8")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    events = [s.event for s in scan(photos, [media], "bounce")]
+    run(publish_all(settings, bootstrap, events))
+    expected = {f"{e.asset_id}/{v}" for e in events for v in settings.pregenerate_variants}
+
+    async def completions_so_far(at_least: int) -> int:
+        seen = set()
+        async for c in follow_completions(settings, bootstrap, idle_timeout=30):
+            seen.add(key(c))
+            if len(seen) >= at_least:
+                break
+        return len(seen)
+
+    kill_points = [len(expected) // 8, len(expected) * 3 // 8, len(expected) * 5 // 8]
+    for point in kill_points:
+        run(completions_so_far(point))
+        worker.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        worker.start()
+    seen = run(wait_for(settings, bootstrap, key, expected, timeout=240))
+    recovery_s = time.monotonic() - killed_at
+    print(f"bounce: {len(kill_points)} kills survived; last kill to all complete {recovery_s:.1f} s")
+
+    assert all(isinstance(c, ImageGenerated) for c in seen.values())
+    files = [p for p in settings.image_store.rglob("*") if p.is_file()]
+    assert len(files) == len(expected), "exactly one file per asset and variant"
+    assert not [p for p in files if p.name.endswith(".tmp")], "no partial files left behind"
+    for path in files:
+        with Image.open(path) as im:
+            im.load()
+
+    def unfinished() -> list[str]:
+        left = []
+        for e in events:
+            status, asset = worker.get(f"/assets/{e.asset_id}")
+            states = {v: asset.get("variants", {}).get(v, {}).get("status") for v in settings.pregenerate_variants}
+            left += [f"{e.asset_id}/{v}:{s}" for v, s in states.items() if s != "completed"]
+        return left
+
+    deadline = time.monotonic() + 30
+    while (left := unfinished()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"{len(left)} variants not completed in the projection, e.g. {left[:5]}"
+    for e in events[:: 10]:
+        for variant in settings.pregenerate_variants:
+            status, job = worker.get(f"/jobs/thumbnail:{e.asset_id}:{variant}:r1")
+            assert status == 200 and job["status"] == "completed", job
