@@ -6,10 +6,11 @@ Commit order for one batch, which is what makes a killed worker lose nothing:
 2. mark each running in the jobs table, under the job's own event so the
    changelog record lands in the job's partition;
 3. render them all in the pool, at most one per render process at a time;
-4. emit each ImageGenerated/ImageFailed as its render ends, and wait for the
-   broker's ack;
-5. only then (every job's completion acked) does ``take_events`` ack the batch, and the next commit moves the
-   offsets past it. A crash anywhere before 5 redelivers the whole batch;
+4. emit each ImageGenerated/ImageFailed as its render ends (or, for a
+   retriable failure with attempts left, the next attempt to the retry topic)
+   and wait for the broker's ack;
+5. only then does ``take_events`` ack the batch, and the next commit moves
+   the offsets past it. A crash anywhere before 5 redelivers the whole batch;
    deterministic output paths make the second render write the same bytes.
 """
 
@@ -18,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agents.context import WorkerContext
 from agents.deadletter import send_to_deadletter
-from agents.handling import as_current_event
+from agents.faults import HangIf
+from agents.handling import as_current_event, register_event_agent
 from agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from imaging.limits import Limits
 from imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
@@ -34,20 +38,19 @@ from schemas.events import Event, ImageFailed, ImageGenerated
 from schemas.jobs import RenderJob
 from streams.codec import decode, now_iso
 from streams.exceptions import PoisonEvent
-from streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, TopicSpec
+from streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, RENDER_RETRY, TopicSpec
 
 log = logging.getLogger(__name__)
 
 # How long take_events waits to fill a batch: short, so one lone request is
 # not held back waiting for company.
 BATCH_WINDOW_S = 0.01
-# Retriable errors are retried in place for now: first delay, factor, cap.
-RETRY_FIRST_DELAY_S, RETRY_FACTOR, RETRY_CAP_S, MAX_ATTEMPTS = 1.0, 2.0, 10.0, 3
 
 
 def register_render(ctx: WorkerContext) -> None:
     for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
         _register_lane(ctx, spec)
+    register_event_agent(ctx, RENDER_RETRY, "render-retry", forward_when_due)
 
 
 def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
@@ -84,6 +87,13 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> No
     except Exception as e:  # a bug, not a render error: keep it visible
         log.exception("render of %s raised", job.job_id)
         await send_to_deadletter(ctx, event.message, e)
+        return
+    if isinstance(completion, Retry):
+        with as_current_event(event):
+            current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+            ctx.tables.jobs[job.job_id] = folds.job_retrying(current, completion.job, completion.code,
+                                                             completion.message, now_iso()).to_dict()
+        await ctx.emit(RENDER_RETRY, completion.job)
         return
     with as_current_event(event):
         request_ids = _request_ids(ctx, job)
@@ -141,27 +151,53 @@ def _task_for(ctx: WorkerContext, job: RenderJob):
         force=job.force, media_type=job.media_type)
 
 
-async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event:
+@dataclass(frozen=True)
+class Retry:
+    """A retriable failure with attempts left: the job goes to the retry topic."""
+
+    job: RenderJob  # the next attempt, with its not_before time
+    code: str
+    message: str
+
+
+async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event | Retry:
+    settings = ctx.settings
     fn, task = _task_for(ctx, job)
-    attempt = job.attempt
-    while True:
-        try:
-            outcome: RenderOutcome = await ctx.pool.run(fn, task)
-            return _generated(ctx, job, outcome, attempt)
-        except TaskFailed as e:
-            if e.permanent:
-                return _failed(job, "permanent", e.code, e.message, attempt)
-            error = (e.code, e.message)
-        except TaskTimedOut as e:
-            return _failed(job, "timeout", "timeout", str(e), attempt)
-        except WorkerDied as e:
-            error = ("worker_died", str(e))
-        if attempt >= MAX_ATTEMPTS:
-            return _failed(job, "exhausted", error[0], f"{error[1]} (after {attempt} attempts)", attempt)
-        delay = min(RETRY_CAP_S, RETRY_FIRST_DELAY_S * RETRY_FACTOR ** (attempt - 1))
-        log.info("job %s attempt %d failed (%s); retrying in %.1f s", job.job_id, attempt, error[1], delay)
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-        attempt += 1
+    if settings.fault_hang_pattern:
+        fn = HangIf(settings.fault_hang_pattern, fn)
+    try:
+        outcome: RenderOutcome = await ctx.pool.run(fn, task)
+        return _generated(ctx, job, outcome, job.attempt)
+    except TaskFailed as e:
+        if e.permanent:
+            return _failed(job, "permanent", e.code, e.message, job.attempt)  # no retry can help
+        code, message, final_reason = e.code, e.message, "exhausted"
+    except TaskTimedOut as e:
+        code, message, final_reason = "timeout", str(e), "timeout"
+    except WorkerDied as e:
+        code, message, final_reason = "worker_died", str(e), "exhausted"
+    if job.attempt >= settings.max_attempts:
+        return _failed(job, final_reason, code, f"{message} (after {job.attempt} attempts)", job.attempt)
+    delay = retry_delay(settings, job.attempt)
+    log.info("job %s attempt %d failed (%s); retry in %.1f s", job.job_id, job.attempt, message, delay)
+    return Retry(replace(job, attempt=job.attempt + 1, not_before=time.time() + delay, last_error=message),
+                 code, message)
+
+
+def retry_delay(settings, attempt: int) -> float:
+    """Exponential backoff with +-20 % jitter, so jobs that failed together
+    (a full disk, a share that went away) do not all come back at once."""
+    base = min(settings.retry_max_delay, settings.retry_first_delay * settings.retry_factor ** (attempt - 1))
+    return min(settings.retry_max_delay, base * random.uniform(0.8, 1.2))
+
+
+async def forward_when_due(ctx: WorkerContext, job: RenderJob) -> None:
+    """The retry agent: wait out the job's delay, then put it back in its lane.
+    Waiting here holds up only the retry topic, never a render lane."""
+    wait = (job.not_before or 0) - time.time()
+    if wait > 0:
+        await asyncio.sleep(min(wait, ctx.settings.retry_max_delay * 1.5))
+    await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
 
 
 def _generated(ctx: WorkerContext, job: RenderJob, outcome: RenderOutcome, attempt: int) -> ImageGenerated:
@@ -181,6 +217,4 @@ def _failed(job: RenderJob, reason: str, code: str, message: str, attempt: int) 
 
 
 def _completion(event: Event, request_ids: tuple[str, ...]) -> Event:
-    from dataclasses import replace
-
     return replace(event, request_ids=request_ids)

@@ -104,6 +104,15 @@ def job_started(state: JobState | None, job: RenderJob, at: str) -> JobState:
                        request_ids=_merge_ids(base.request_ids, job.request_ids))
 
 
+def job_retrying(state: JobState | None, job: RenderJob, code: str, error: str, at: str) -> JobState:
+    """A retriable failure: the job waits in the retry topic for attempt ``job.attempt``."""
+    base = state if state is not None else job_queued(None, job, at)
+    if base.terminal:
+        return base
+    return base.evolve(status="retrying", attempts=max(base.attempts, job.attempt - 1), error=error,
+                       error_code=code, updated_at=at)
+
+
 def job_generated(state: JobState | None, event: ImageGenerated) -> JobState:
     base = state or _job_from_completion(event, event.generated_at)
     if base.status == "completed" and base.output is not None and base.output.get("sha256") == event.sha256:

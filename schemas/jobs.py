@@ -35,6 +35,9 @@ class RenderJob(Event):
     start_frame: int | None = None
     end_frame: int | None = None
     crop: tuple[int, int, int, int] | None = None
+    # retries: not to be rendered before this time (seconds since the epoch), and why
+    not_before: float | None = None
+    last_error: str | None = None
 
     @property
     def key(self) -> str:

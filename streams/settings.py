@@ -35,6 +35,11 @@ ENVIRONMENT: dict[str, str] = {
     "render_processes": "REGEN_RENDER_PROCESSES",
     "render_timeout": "REGEN_RENDER_TIMEOUT",
     "render_batch_size": "REGEN_RENDER_BATCH_SIZE",
+    "max_attempts": "REGEN_MAX_ATTEMPTS",
+    "retry_first_delay": "REGEN_RETRY_FIRST_DELAY",
+    "retry_factor": "REGEN_RETRY_FACTOR",
+    "retry_max_delay": "REGEN_RETRY_MAX_DELAY",
+    "fault_hang_pattern": "REGEN_FAULT_HANG_PATTERN",
     "idle_delay": "REGEN_IDLE_DELAY",
     "composite_max_frames": "REGEN_COMPOSITE_MAX_FRAMES",
     "composite_variant": "REGEN_COMPOSITE_VARIANT",
@@ -73,6 +78,14 @@ class Settings:
     render_timeout: float = 60.0
     # Jobs taken from a lane at once: enough to keep every render process busy.
     render_batch_size: int = 16
+    # Retriable errors (I/O, a source not there yet, a killed or hung render)
+    # are retried from the retry topic: first delay, factor, cap, attempts.
+    max_attempts: int = 3
+    retry_first_delay: float = 1.0
+    retry_factor: float = 2.0
+    retry_max_delay: float = 10.0
+    # Testing only: a render whose source path contains this hangs (see agents/faults.py).
+    fault_hang_pattern: str = ""
     # An annotation is rendered once nobody has moved it for this long: a
     # drag sends dozens of edits a second, and only the last one matters.
     idle_delay: float = 3.0
@@ -119,6 +132,11 @@ class Settings:
                 parse_variant(name)
             except ImagingError as e:
                 raise ConfigError(f"{ENVIRONMENT['variants']}: {e}") from e
+        if self.max_attempts < 1:
+            raise ConfigError(f"{ENVIRONMENT['max_attempts']}={self.max_attempts}: must be at least 1")
+        if self.retry_first_delay < 0 or self.retry_factor < 1 or self.retry_max_delay < self.retry_first_delay:
+            raise ConfigError(f"retry delays must satisfy 0 <= {ENVIRONMENT['retry_first_delay']} <= "
+                              f"{ENVIRONMENT['retry_max_delay']} and {ENVIRONMENT['retry_factor']} >= 1")
         if self.idle_delay < 0:
             raise ConfigError(f"{ENVIRONMENT['idle_delay']}={self.idle_delay}: must be >= 0")
         if not 1 <= self.composite_max_frames <= 1024:

@@ -34,6 +34,7 @@ IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description=
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
 RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
+RENDER_RETRY = TopicSpec("render.retry", (RenderJob,), WEEK_MS, "jobs waiting out a retry delay")
 ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
 
@@ -44,6 +45,7 @@ ALL_TOPICS = (
     IMAGES_RESULTS,
     RENDER_INTERACTIVE,
     RENDER_BACKGROUND,
+    RENDER_RETRY,
     ANNOTATIONS_DIRTY,
     DEADLETTER,
 )

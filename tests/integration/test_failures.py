@@ -105,3 +105,52 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
         for variant in settings.pregenerate_variants:
             status, job = worker.get(f"/jobs/thumbnail:{e.asset_id}:{variant}:r1")
             assert status == 200 and job["status"] == "completed", job
+
+
+def test_a_hung_render_is_killed_and_the_job_next_to_it_completes(start_worker, corpus):
+    worker = start_worker(REGEN_FAULT_HANG_PATTERN="Landscape_2", REGEN_RENDER_TIMEOUT="2",
+                          REGEN_MAX_ATTEMPTS="2", REGEN_RETRY_FIRST_DELAY="0.2",
+                          REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    hung, fine = (next(scan([corpus / "photos" / n], [corpus], "t")).event for n in ("Landscape_2.jpg", "Landscape_3.jpg"))
+    run(publish_all(settings, bootstrap, [hung, fine]))
+    seen = run(wait_for(settings, bootstrap, lambda c: c.target.id, {hung.asset_id, fine.asset_id}, 60))
+    assert isinstance(seen[fine.asset_id], ImageGenerated)
+    failure = seen[hung.asset_id]
+    assert isinstance(failure, ImageFailed)
+    assert (failure.reason, failure.error_code, failure.attempts) == ("timeout", "timeout", 2)
+    status, health = worker.get("/health")
+    assert health["render_processes_replaced"] == 2, health
+    assert health["render_processes"] == settings.render_processes, "every killed process was replaced"
+
+
+def test_a_source_that_appears_late_succeeds_on_a_retry(start_worker, corpus, tmp_path):
+    media = tmp_path / "incoming"
+    media.mkdir()
+    worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_RETRY_FIRST_DELAY="1",
+                          REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    original = corpus / "photos" / "Portrait_4.jpg"
+    staged = next(scan([original], [corpus], "late")).event
+    from dataclasses import replace
+
+    event = replace(staged, uri="upload.jpg", asset_id="late-upload")
+    run(publish_all(settings, bootstrap, [event]))
+    # The upload lands after the first attempt has failed.
+    run(wait_for_job_status(worker, "thumbnail:late-upload:h400.jpg:r1", "retrying"))
+    (media / "upload.jpg").write_bytes(original.read_bytes())
+    done = run(wait_for(settings, bootstrap, lambda c: c.target.id, {"late-upload"}, 60))["late-upload"]
+    assert isinstance(done, ImageGenerated) and done.attempts == 2
+
+
+async def wait_for_job_status(worker, job_id: str, status: str, timeout: float = 20.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, job = worker.get(f"/jobs/{job_id}")
+        if code == 200 and job["status"] == status:
+            assert job["error_code"] == "source_missing"
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{job_id} never reached {status}: {worker.get(f'/jobs/{job_id}')}")

@@ -141,3 +141,18 @@ def test_a_late_clean_flag_does_not_hide_a_newer_edit():
 
     late_clean = DirtyFlag(video_id="v1", annotation_id="n1", revision=5, dirty=False, at=AT)
     assert folds.video_flagged(video, late_clean).pending == 1
+
+
+def test_retrying_then_completed():
+    from dataclasses import replace
+
+    asset = folds.asset_imported(None, imported())
+    job = plan_job(asset, "h400.jpg", "background", AT)
+    running = folds.job_started(None, job, AT)
+    retrying = folds.job_retrying(running, replace(job, attempt=2), "source_missing", "not there", AT)
+    assert (retrying.status, retrying.attempts, retrying.error_code) == ("retrying", 1, "source_missing")
+    second = folds.job_started(retrying, replace(job, attempt=2), AT)
+    assert (second.status, second.attempts) == ("running", 2)
+    done = folds.job_generated(second, generated(attempts=2))
+    assert done.status == "completed" and done.error is None
+    assert folds.job_retrying(done, replace(job, attempt=3), "x", "late", AT) is done
