@@ -36,6 +36,8 @@ class WorkerContext:
     # annotation_id -> (wanted revision, monotonic time of its last edit)
     idle_candidates: dict[str, tuple[int, float]] = field(default_factory=dict)
     candidates_loaded: bool = False
+    resent: dict[str, float] = field(default_factory=dict)  # job_id -> when the sweeper sent it again
+    warned_videos: set[str] = field(default_factory=set)
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

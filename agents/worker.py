@@ -15,6 +15,7 @@ from agents.intake import register_intake
 from agents.projector import register_projector
 from agents.render import register_render
 from agents.render_pool import RenderPool, pids
+from agents.sweeper import register_sweeper
 from projections.tables import create_tables
 from projections.views import register_views
 from streams.admin import cluster_id, ensure_topics
@@ -34,6 +35,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_render(ctx)
     register_projector(ctx)
     register_annotations(ctx)
+    register_sweeper(ctx)
     started = time.time()
 
     def health() -> dict:

@@ -60,6 +60,18 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.close(dir_fd)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror}") from e
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temporary files of earlier attempts at this output that were killed
+    mid-write. (A concurrent duplicate render losing its temporary file fails
+    with a retriable error and then finds the finished output.)"""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
 
 
 def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:

@@ -40,6 +40,8 @@ ENVIRONMENT: dict[str, str] = {
     "retry_factor": "REGEN_RETRY_FACTOR",
     "retry_max_delay": "REGEN_RETRY_MAX_DELAY",
     "fault_hang_pattern": "REGEN_FAULT_HANG_PATTERN",
+    "stuck_after": "REGEN_STUCK_AFTER",
+    "pending_warn_threshold": "REGEN_PENDING_WARN_THRESHOLD",
     "idle_delay": "REGEN_IDLE_DELAY",
     "composite_max_frames": "REGEN_COMPOSITE_MAX_FRAMES",
     "composite_variant": "REGEN_COMPOSITE_VARIANT",
@@ -84,6 +86,11 @@ class Settings:
     retry_first_delay: float = 1.0
     retry_factor: float = 2.0
     retry_max_delay: float = 10.0
+    # A job marked running for longer than this is taken for abandoned and
+    # sent again; far above the render timeout, so a slow job is never doubled.
+    stuck_after: float = 600.0
+    # The sweeper logs a warning when a video has more stale annotations than this.
+    pending_warn_threshold: int = 50
     # Testing only: a render whose source path contains this hangs (see agents/faults.py).
     fault_hang_pattern: str = ""
     # An annotation is rendered once nobody has moved it for this long: a

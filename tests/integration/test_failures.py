@@ -57,7 +57,9 @@ def make_photos(folder: Path, count: int) -> list[Path]:
 def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path):
     media = tmp_path / "media"
     photos = make_photos(media, 300)
-    worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_RENDER_BATCH_SIZE="8")
+    # A short stuck_after lets the sweeper's safety net act within the test.
+    worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_RENDER_BATCH_SIZE="8",
+                          REGEN_STUCK_AFTER="15")
     settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     events = [s.event for s in scan(photos, [media], "bounce")]
     run(publish_all(settings, bootstrap, events))
@@ -77,7 +79,18 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
         worker.stop(signal.SIGKILL)
         killed_at = time.monotonic()
         worker.start()
-    seen = run(wait_for(settings, bootstrap, key, expected, timeout=240))
+    try:
+        seen = run(wait_for(settings, bootstrap, key, expected, timeout=120))
+    except TimeoutError as e:
+        done = run(wait_for(settings, bootstrap, key, set(), timeout=5))  # noqa: F841 - nothing to wait for
+        states = {}
+        for item in sorted(expected)[:600]:
+            asset_id, variant = item.split("/")
+            status, job = worker.get(f"/jobs/thumbnail:{asset_id}:{variant}:r1")
+            states.setdefault(job.get("status", f"http {status}"), []).append(item)
+        summary = {k: (len(v), v[:3]) for k, v in states.items()}
+        raise AssertionError(f"{e}\njob states: {summary}\n{run(lane_diagnostics(settings, bootstrap, states))}"
+                             f"\nlog tail:\n{worker.tail(40)}") from e
     recovery_s = time.monotonic() - killed_at
     print(f"bounce: {len(kill_points)} kills survived; last kill to all complete {recovery_s:.1f} s")
 
@@ -154,3 +167,34 @@ async def wait_for_job_status(worker, job_id: str, status: str, timeout: float =
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{job_id} never reached {status}: {worker.get(f'/jobs/{job_id}')}")
+
+
+async def lane_diagnostics(settings, bootstrap, states) -> str:
+    """Where the unfinished jobs are: in the lane topic? before or after the
+    group's committed offsets?"""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.codec import decode as decode_message
+    from streams.results import read_records
+    from streams.topics import RENDER_BACKGROUND, topic_name
+
+    missing = {"thumbnail:" + item.replace("/", ":") + ":r1" for item in states.get("pending", [])}
+    records = await read_records(settings, bootstrap, RENDER_BACKGROUND, idle_timeout=1.0)
+    found = {}
+    for r in records:
+        job, _ = decode_message(r.value, r.headers, RENDER_BACKGROUND.event_types)
+        if job.job_id in missing:
+            found.setdefault(job.job_id, []).append((r.partition, r.offset))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    lane = topic_name(settings, RENDER_BACKGROUND)
+    committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == lane}
+    ends = {}
+    for r in records:
+        ends[r.partition] = max(ends.get(r.partition, -1), r.offset)
+    return (f"missing jobs in lane: {len(found)} of {len(missing)}; sample {list(found.items())[:4]}; "
+            f"committed {committed}; last offsets {ends}")

@@ -19,6 +19,14 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path):
     assert [p.name for p in target.parent.iterdir()] == ["out.jpg"]
 
 
+def test_leftovers_of_a_killed_write_are_removed(tmp_path: Path):
+    target = tmp_path / "out.jpg"
+    (tmp_path / ".out.jpg.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".other.jpg.abc123.tmp").write_bytes(b"not ours")
+    write_atomically(target, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.jpg.abc123.tmp", "out.jpg"]
+
+
 def _task(corpus: Path, store: Path, **kw) -> ThumbnailTask:
     values = dict(source_uri="photos/Landscape_3.jpg", source_sha256="", variant="h400.webp",
                   media_roots=(corpus,), image_store=store)

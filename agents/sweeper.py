@@ -1,0 +1,72 @@
+"""The sweeper: re-sends jobs that made no progress for ``stuck_after`` (left
+running by a worker that died, or whose lane message was lost), and warns
+about videos with too much pending work.
+
+Every worker sweeps the table partitions it holds. (A leader-only timer, as
+first designed, would see only the leader's partitions: tables are sharded.)
+The sweeper cannot write tables from a timer; it sends the job again and the
+render agent records the new attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agents.context import WorkerContext
+from projections.planning import plan_composite, plan_job
+from projections.state import AnnotationState, AssetState, JobState, VideoState
+from projections.sweeping import stuck_jobs, videos_over
+from streams.codec import now_iso
+from streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
+
+log = logging.getLogger(__name__)
+
+
+def register_sweeper(ctx: WorkerContext) -> None:
+    # Often enough to notice a stuck job soon after stuck_after, rarely
+    # enough that scanning the tables costs nothing.
+    interval = max(1.0, min(30.0, ctx.settings.stuck_after / 4))
+
+    @ctx.app.timer(interval, name="sweeper")
+    async def sweeper():
+        if ctx.app.tables.recovery.completed.is_set():
+            await sweep(ctx)
+
+
+async def sweep(ctx: WorkerContext) -> None:
+    now = time.time()
+    jobs = (JobState.from_dict(v) for _, v in ctx.tables.jobs.items())
+    for job in stuck_jobs(jobs, now, ctx.settings.stuck_after):
+        last = ctx.resent.get(job.job_id)
+        if last is not None and now - last < ctx.settings.stuck_after:
+            continue
+        again = _rebuild(ctx, job)
+        if again is None:
+            continue
+        ctx.resent[job.job_id] = now
+        log.warning("job %s has been %s since %s: sending it again", job.job_id, job.status,
+                    job.started_at if job.status == "running" else job.updated_at)
+        await ctx.emit(RENDER_INTERACTIVE if again.lane == "interactive" else RENDER_BACKGROUND, again)
+    videos = (VideoState.from_dict(v) for _, v in ctx.tables.videos.items())
+    over = {v.video_id: v.pending for v in videos_over(videos, ctx.settings.pending_warn_threshold)}
+    for video_id, pending in over.items():
+        if video_id not in ctx.warned_videos:
+            log.warning("video %s has %d annotations pending (threshold %d)", video_id, pending,
+                        ctx.settings.pending_warn_threshold)
+    ctx.warned_videos = set(over)
+
+
+def _rebuild(ctx: WorkerContext, job: JobState):
+    """The same job (same id, revision and lane) from the current projections."""
+    at = now_iso()
+    lane = "interactive" if job.lane == "interactive" else "background"
+    if job.target_kind == "composite":
+        annotation = AnnotationState.from_dict(ctx.tables.annotations.get(job.target_id))
+        if annotation is None or annotation.wanted_revision != job.revision:
+            return None
+        return plan_composite(annotation, job.variant, lane, at, request_ids=job.request_ids)
+    asset = AssetState.from_dict(ctx.tables.assets.get(job.target_id))
+    if asset is None or asset.revision != job.revision:
+        return None
+    return plan_job(asset, job.variant, lane, at, request_ids=job.request_ids)

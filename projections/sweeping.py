@@ -1,0 +1,42 @@
+"""Pure selection for the sweeper: which jobs look abandoned, which videos
+have too much pending."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+from projections.state import JobState, VideoState
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+UNFINISHED = frozenset({"pending", "running", "retrying"})
+
+
+def stuck_jobs(jobs: Iterable[JobState], now: float, stuck_after: float) -> list[JobState]:
+    """Unfinished jobs with no progress for ``stuck_after`` seconds.
+
+    Running: the worker died mid-render and no redelivery brings the job
+    back. Pending or retrying: the lane or retry message is gone — seen in
+    the SIGKILL bounce test, where a fresh consumer group committed past two
+    lane messages that were never rendered. Sending a job again is always
+    safe: the renderer skips a job that is already done.
+    """
+    stuck = []
+    for job in jobs:
+        since = _epoch(job.updated_at if job.status != "running" else (job.started_at or job.updated_at))
+        if job.status in UNFINISHED and since is not None and now - since > stuck_after:
+            stuck.append(job)
+    return stuck
+
+
+def videos_over(videos: Iterable[VideoState], threshold: int) -> list[VideoState]:
+    return [v for v in videos if v.pending > threshold]
