@@ -22,6 +22,7 @@ test: $(STAMP)
 ## Benchmarks: print each figure as a ratio to a baseline run in the same process.
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.thumbnails
+	$(VENV)/bin/python -m bench.composite
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
