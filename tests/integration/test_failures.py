@@ -202,5 +202,14 @@ async def lane_diagnostics(settings, bootstrap, states) -> str:
     ends = {}
     for r in records:
         ends[r.partition] = max(ends.get(r.partition, -1), r.offset)
+    # Imports that never became jobs: where are they in the assets topic?
+    from streams.topics import ASSETS_IMPORTED
+
+    no_job = {item.split("/")[0] for item in states.get("http 404", [])}
+    imports = await read_records(settings, bootstrap, ASSETS_IMPORTED, idle_timeout=1.0)
+    import_positions = [(r.partition, r.offset) for r in imports if r.key.decode() in no_job]
+    assets_topic = topic_name(settings, ASSETS_IMPORTED)
+    assets_committed = {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == assets_topic}
     return (f"missing jobs in lane: {len(found)} of {len(missing)}; sample {list(found.items())[:4]}; "
-            f"committed {committed}; last offsets {ends}")
+            f"committed {committed}; last offsets {ends}; imports without a job at {import_positions}, "
+            f"assets topic committed {assets_committed}")
