@@ -173,8 +173,7 @@ def status() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status_asset(asset_id: str, as_json: bool) -> None:
     """An asset and, per variant, its job status, output path and sha256."""
-    data = _get(_settings(), f"/assets/{asset_id}")
-    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_asset(data))
+    _show(f"/assets/{asset_id}", as_json, fmt.format_asset)
 
 
 @status.command("job")
@@ -182,8 +181,7 @@ def status_asset(asset_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status_job(job_id: str, as_json: bool) -> None:
     """One render job (ids look like thumbnail:<asset_id>:<variant>:r<revision>)."""
-    data = _get(_settings(), f"/jobs/{job_id}")
-    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_job(data))
+    _show(f"/jobs/{job_id}", as_json, fmt.format_job)
 
 
 @status.command("annotation")
@@ -191,8 +189,7 @@ def status_job(job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status_annotation(annotation_id: str, as_json: bool) -> None:
     """An annotation: dirty flag, wanted and rendered revisions, last render."""
-    data = _get(_settings(), f"/annotations/{annotation_id}")
-    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_annotation(data))
+    _show(f"/annotations/{annotation_id}", as_json, fmt.format_annotation)
 
 
 @status.command("video")
@@ -200,8 +197,12 @@ def status_annotation(annotation_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status_video(video_id: str, as_json: bool) -> None:
     """A video's pending count and its dirty annotations."""
-    data = _get(_settings(), f"/videos/{video_id}")
-    click.echo(json.dumps(data, indent=2) if as_json else fmt.format_video(data))
+    _show(f"/videos/{video_id}", as_json, fmt.format_video)
+
+
+def _show(path: str, as_json: bool, formatter) -> None:
+    data = _get(_settings(), path)
+    click.echo(json.dumps(data, indent=2) if as_json else formatter(data))
 
 
 def _get(settings: Settings, path: str) -> dict:

@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from imaging.composite import SpanOutOfRange, crop_box
 from imaging.errors import CorruptImage, SourceMissing, UnsupportedMedia
 from imaging.limits import Limits
+from imaging.video import video_stream
 
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -63,12 +64,8 @@ def _video_frames(path: Path, wanted: list[int], crop, limits: Limits) -> list[n
     frames: dict[int, np.ndarray] = {}
     try:
         with av.open(str(path), mode="r") as container:
-            if not container.streams.video:
-                raise UnsupportedMedia(f"{path.name}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = video_stream(container, path, limits)
             ctx = stream.codec_context
-            limits.check_pixels(ctx.width or 1, ctx.height or 1, path.name)
             box = crop_box(crop, ctx.width, ctx.height)
             rate = stream.average_rate or stream.guessed_rate
             if not rate:

@@ -10,16 +10,22 @@ from imaging.errors import CorruptImage, StorageError, UnsupportedMedia
 from imaging.limits import Limits
 
 
+def video_stream(container, path: Path, limits: Limits):
+    """The first video stream of an open container, checked against the pixel limit."""
+    if not container.streams.video:
+        raise UnsupportedMedia(f"{path.name}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    limits.check_pixels(stream.codec_context.width or 1, stream.codec_context.height or 1, path.name)
+    return stream
+
+
 def first_frame(path: Path, limits: Limits) -> Image.Image:
     import av  # imported lazily: photo-only workers never load libav
 
     try:
         with av.open(str(path), mode="r") as container:
-            if not container.streams.video:
-                raise UnsupportedMedia(f"{path.name}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            limits.check_pixels(stream.codec_context.width or 1, stream.codec_context.height or 1, path.name)
+            stream = video_stream(container, path, limits)
             for frame in container.decode(stream):
                 return frame.to_image()
     except (UnsupportedMedia, CorruptImage):
