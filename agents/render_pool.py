@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 import signal
 import time
 import traceback
@@ -180,6 +179,10 @@ class RenderPool:
         log.warning("replaced render process %s (%d replaced so far)", slot.process.pid, self.replaced)
         self._add_slot()
 
+    def live_pids(self) -> list[int]:
+        """Process ids of the live render processes (health checks, tests)."""
+        return [s.process.pid for s in self._all if s.process.pid is not None and s.process.is_alive()]
+
     async def stop(self) -> None:
         for slot in list(self._all):
             try:
@@ -191,16 +194,3 @@ class RenderPool:
             slot.process.join(max(0.0, deadline - time.monotonic()))
             slot.kill()
         self._all.clear()
-
-
-def pids(pool: RenderPool) -> list[int]:
-    """Process ids of the live render processes (tests and `regen status`)."""
-    return [s.process.pid for s in pool._all if s.process.pid is not None and _alive(s.process.pid)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False

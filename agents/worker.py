@@ -14,7 +14,7 @@ from agents.context import WorkerContext
 from agents.intake import register_intake
 from agents.projector import register_projector
 from agents.render import register_render
-from agents.render_pool import RenderPool, pids
+from agents.render_pool import RenderPool
 from agents.sweeper import register_sweeper
 from projections.tables import create_tables
 from projections.views import register_views
@@ -50,7 +50,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
             state = "starting"
         return {"status": state, "app_id": settings.app_id, "pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1),
-                "render_processes": len(pids(ctx.pool)) if ctx._pool_running else 0,
+                "render_processes": len(ctx.pool.live_pids()),
                 "render_processes_replaced": ctx.pool.replaced}
 
     register_views(app, tables, settings, health)

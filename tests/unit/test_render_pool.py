@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agents.render_pool import RenderPool, TaskFailed, TaskTimedOut, WorkerDied, pids
+from agents.render_pool import RenderPool, TaskFailed, TaskTimedOut, WorkerDied
 from imaging.errors import CorruptImage, SourceMissing
 
 
@@ -45,12 +45,12 @@ async def test_results_come_back(pool):
 
 
 async def test_a_hung_task_is_killed_and_its_process_replaced_while_others_complete(pool):
-    before = set(pids(pool))
+    before = set(pool.live_pids())
     hung, ok = await asyncio.gather(pool.run(_hang, 30, timeout=0.5), pool.run(_double, 21), return_exceptions=True)
     assert isinstance(hung, TaskTimedOut)
     assert ok == 42
     assert pool.replaced == 1
-    after = set(pids(pool))
+    after = set(pool.live_pids())
     assert len(after) == 2 and after != before
     assert await pool.run(_double, 1) == 2
 
