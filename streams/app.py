@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import faust
 
+from streams.consumer import RegenApp
 from streams.settings import Settings
 
 
 def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:
     debug = settings.web_debug_endpoints
-    return faust.App(
+    return RegenApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store=settings.store_url,

@@ -1,0 +1,77 @@
+"""The consumer commits only messages the streams really processed.
+
+These tests drive the real Faust consumer object of a real app (not
+started: acks and commits offsets are bookkeeping, no broker is needed).
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+
+from streams.app import create_app
+from streams.consumer import CommitOnlyProcessedConsumer
+from streams.settings import Settings
+
+TOPIC = "regen-test.assets.imported"
+PARTITION = TP(TOPIC, 0)
+
+
+@pytest.fixture
+def app(tmp_path):
+    settings = Settings.from_env({"REGEN_STATE_DIR": str(tmp_path)})
+    app = create_app(settings, "localhost:9092")
+    app.topics._acking_topics.add(TOPIC)
+    app.consumer_generation_id = 7
+    app.flow_control.resume()
+    yield app
+
+
+def message(app, offset: int, generation_id: int):
+    record = ConsumerRecord(
+        topic=TOPIC, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+        key=b"asset-1", value=b"{}", checksum=None, serialized_key_size=7,
+        serialized_value_size=2, headers=[],
+    )
+    msg = app.consumer._to_message(PARTITION, record)
+    msg.generation_id = generation_id
+    return msg
+
+
+def test_the_app_uses_the_fixed_consumer(app):
+    assert isinstance(app.consumer, CommitOnlyProcessedConsumer)
+
+
+def test_messages_processed_in_the_current_generation_are_committed(app):
+    consumer = app.consumer
+    consumer._committed_offset[PARTITION] = 20
+    for offset in range(20, 25):
+        assert consumer.ack(message(app, offset, generation_id=7))
+    assert consumer._new_offset(PARTITION) == 25
+
+
+def test_messages_from_an_older_generation_are_released_but_not_committed(app):
+    consumer = app.consumer
+    stale = [message(app, offset, generation_id=6) for offset in range(20, 34)]
+    for msg in stale:
+        consumer._unacked_messages.add(msg)
+        assert consumer.ack(msg) is False
+        assert msg.acked
+    # Nothing to commit: the offsets will be fetched again after the seek.
+    consumer._committed_offset[PARTITION] = 20
+    assert consumer._new_offset(PARTITION) is None
+    assert not consumer._unacked_messages
+    # Their refetched copies in the current generation count as usual.
+    for offset in range(20, 34):
+        assert consumer.ack(message(app, offset, generation_id=7))
+    assert consumer._new_offset(PARTITION) == 34
+
+
+def test_acks_while_flow_control_is_suspended_do_not_count(app):
+    consumer = app.consumer
+    consumer._committed_offset[PARTITION] = 5
+    app.flow_control.suspend()
+    assert consumer.ack(message(app, 5, generation_id=7)) is False
+    app.flow_control.resume()
+    assert consumer._new_offset(PARTITION) is None
