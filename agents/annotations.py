@@ -86,8 +86,8 @@ async def schedule_idle(ctx: WorkerContext) -> None:
             continue
         job = plan_composite(annotation, ctx.settings.composite_variant, "background", now_iso())
         existing = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
-        if existing is not None and existing.status in ("running", "completed"):
-            continue
+        if existing is not None and existing.status != "superseded":
+            continue  # a request got there first: it is queued, rendering or done
         await ctx.emit(RENDER_BACKGROUND, job)
         log.info("annotation %s idle for %.1f s: composite of revision %d queued", annotation_id,
                  ctx.settings.idle_delay, revision)

@@ -1,21 +1,23 @@
 """Intake: fold source events into projections and decide what to render.
 
 AssetImported -> assets table, background jobs for the pre-generated variants.
-ImageRequested -> a cache hit at once, a join onto the job in flight, or an
-interactive job.
+ImageRequested -> an answer at once from a finished job (its intact image, a
+cache hit, or its failure), a join onto the job in flight, or an interactive
+job for the target's current revision.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from agents.context import WorkerContext
 from agents.handling import register_event_agent
 from projections import folds
-from projections.planning import cached_output, plan_job
-from projections.state import AssetState, JobState
-from schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested
+from projections.planning import cached_output, plan_composite, plan_job, stored_outcome
+from projections.state import AnnotationState, AssetState, JobState
+from schemas.events import AssetImported, ImageFailed, ImageRequested
 from schemas.jobs import RenderJob
 from streams.codec import now_iso
 from streams.topics import ASSETS_IMPORTED, IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
@@ -54,35 +56,60 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested) -> None:
     at = now_iso()
     target = event.target
 
-    async def fail(code: str, message: str, revision: int = 0, job_id: str = "") -> None:
+    async def refuse(code: str, message: str) -> None:
         log.info("request %s for %s %s refused: %s", event.request_id, target, event.variant, message)
         await ctx.emit(IMAGES_RESULTS, ImageFailed(
-            target=target, variant=event.variant, revision=revision, job_id=job_id, reason="permanent",
+            target=target, variant=event.variant, revision=0, job_id="", reason="permanent",
             error_code=code, error=message, attempts=0, failed_at=at, request_ids=(event.request_id,)))
 
     if event.variant not in ctx.settings.variants:
-        return await fail("unknown_variant", f"variant {event.variant!r} is not configured "
-                                             f"(configured: {', '.join(ctx.settings.variants)})")
-    if target.kind != "thumbnail":
-        return await fail("unsupported_target", f"{target.kind} images are not supported by this worker")
-    asset = AssetState.from_dict(ctx.tables.assets.get(target.id))
-    if asset is None:
-        return await fail("unknown_target", f"asset {target.id!r} has never been imported")
+        return await refuse("unknown_variant", f"variant {event.variant!r} is not configured "
+                                               f"(configured: {', '.join(ctx.settings.variants)})")
+    job = _plan_requested(ctx, event, at)
+    if job is None:
+        noun = "asset" if target.kind == "thumbnail" else "annotation"
+        verb = "imported" if target.kind == "thumbnail" else "announced by a BoundaryChanged event"
+        return await refuse("unknown_target", f"{noun} {target.id!r} has never been {verb}")
 
-    job = plan_job(asset, event.variant, "interactive", at, request_ids=(event.request_id,), force=event.force)
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
-    if not event.force and current is not None and current.status == "completed":
-        output = cached_output(current, Path(ctx.settings.image_store))
-        if output is not None:
-            await ctx.emit(IMAGES_RESULTS, ImageGenerated(
-                target=target, variant=event.variant, revision=current.revision, job_id=current.job_id,
-                uri=output["uri"], sha256=output["sha256"], width=output["width"], height=output["height"],
-                bytes=output["bytes"], render_ms=0.0, attempts=current.attempts, cache_hit=True,
-                generated_at=at, request_ids=(event.request_id,)))
+    if not event.force and current is not None and current.terminal:
+        answer = _answer_from_store(ctx, current, event, at)
+        if answer is not None:
+            await ctx.emit(IMAGES_RESULTS, answer)
             return
+        job = replace(job, force=True)  # the file is gone or changed: render it again
     joins = current is not None and not current.terminal
     ctx.tables.jobs[job.job_id] = folds.job_queued(current, job, at).to_dict()
     if joins and not event.force:
-        return  # the job in flight will list this request_id when it completes
-    ctx.tables.assets[target.id] = folds.asset_variant_queued(asset, job, at).to_dict()
-    await ctx.emit(RENDER_INTERACTIVE, job)
+        log.info("request %s joins job %s (%s)", event.request_id, job.job_id, current.status)
+        return  # the job in flight names this request_id when it completes
+    if target.kind == "thumbnail":
+        asset = AssetState.from_dict(ctx.tables.assets.get(target.id))
+        ctx.tables.assets[target.id] = folds.asset_variant_queued(asset, job, at).to_dict()
+    await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
+
+
+def _plan_requested(ctx: WorkerContext, event: ImageRequested, at: str) -> RenderJob | None:
+    """The job for the target's current revision (a dirty annotation's wanted
+    one: a request does not wait for the idle delay), or None if unknown."""
+    ids, force, lane = (event.request_id,), event.force, event.priority
+    if event.target.kind == "thumbnail":
+        asset = AssetState.from_dict(ctx.tables.assets.get(event.target.id))
+        return None if asset is None else plan_job(asset, event.variant, lane, at, request_ids=ids, force=force)
+    annotation = AnnotationState.from_dict(ctx.tables.annotations.get(event.target.id))
+    return None if annotation is None else plan_composite(annotation, event.variant, lane, at,
+                                                          request_ids=ids, force=force)
+
+
+def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequested, at: str):
+    """A finished job answers the request at once: its image if the file is
+    intact, its failure if it failed. None: render it again."""
+    if job.status == "completed":
+        if cached_output(job, Path(ctx.settings.image_store)) is None:
+            log.info("request %s: output of %s is missing or changed; rendering again", event.request_id,
+                     job.job_id)
+            return None
+        return stored_outcome(job, request_ids=(event.request_id,), at=at, cache_hit=True)
+    if job.status == "failed":
+        return stored_outcome(job, request_ids=(event.request_id,), at=at, cache_hit=False)
+    return None  # superseded: cannot happen for the current revision, render to be safe

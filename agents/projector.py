@@ -26,17 +26,17 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
     if event.target.kind == "composite":
         await _fold_composite(ctx, event)
     asset = AssetState.from_dict(assets.get(event.target.id)) if event.target.kind == "thumbnail" else None
-    if isinstance(event, ImageGenerated):
-        jobs[event.job_id] = folds.job_generated(job, event).to_dict()
-        if asset is not None:
-            assets[event.target.id] = folds.asset_image_generated(asset, event).to_dict()
-        if not event.cache_hit:
-            log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
-                     event.width, event.height, event.render_ms)
-    else:
-        jobs[event.job_id] = folds.job_failed(job, event).to_dict()
-        if asset is not None:
-            assets[event.target.id] = folds.asset_image_failed(asset, event).to_dict()
+    folded = (folds.job_generated if isinstance(event, ImageGenerated) else folds.job_failed)(job, event)
+    if folded != job:  # the render agent has usually folded it already
+        jobs[event.job_id] = folded.to_dict()
+    if asset is not None:
+        fold_asset = folds.asset_image_generated if isinstance(event, ImageGenerated) else folds.asset_image_failed
+        after = fold_asset(asset, event)
+        if after != asset:
+            assets[event.target.id] = after.to_dict()
+    if isinstance(event, ImageGenerated) and not event.cache_hit:
+        log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
+                 event.width, event.height, event.render_ms)
 
 
 async def _fold_composite(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:

@@ -8,7 +8,8 @@ Commit order for one batch, which is what makes a killed worker lose nothing:
 3. render them all in the pool, at most one per render process at a time;
 4. emit each ImageGenerated/ImageFailed as its render ends (or, for a
    retriable failure with attempts left, the next attempt to the retry topic)
-   and wait for the broker's ack;
+   and wait for the broker's ack (the outcome is folded into the jobs table
+   first, so a request arriving now is answered from it, not joined);
 5. only then does ``take_events`` ack the batch, and the next commit moves
    the offsets past it. A crash anywhere before 5 redelivers the whole batch;
    deterministic output paths make the second render write the same bytes.
@@ -33,6 +34,7 @@ from imaging.limits import Limits
 from imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
                             run_composite_task, run_thumbnail_task)
 from projections import folds
+from projections.planning import stored_outcome
 from projections.state import AnnotationState, AssetState, JobState
 from schemas.events import Event, ImageFailed, ImageGenerated
 from schemas.jobs import RenderJob
@@ -66,16 +68,22 @@ def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
 
 async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
     accepted: list[tuple[Any, RenderJob]] = []
+    retold: list[Event] = []
     for event in batch:
         try:
             job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
             with as_current_event(event):
-                if _start(ctx, job):
-                    accepted.append((event, job))
+                decision = _start(ctx, job)
+            if decision == "render":
+                accepted.append((event, job))
+            elif decision is not None:
+                retold.append(decision)
         except Exception as e:  # noqa: BLE001 - the batch is acked whatever happens: record why
             if not isinstance(e, PoisonEvent):
                 log.exception("starting a render job failed")
             await send_to_deadletter(ctx, event.message, e)
+    for completion in retold:
+        await ctx.emit(IMAGES_RESULTS, completion)
     # Each completion is emitted as soon as its render ends, so emitting one
     # overlaps rendering the others and no render process idles on the broker.
     await asyncio.gather(*(_render_and_emit(ctx, event, job) for event, job in accepted))
@@ -83,40 +91,58 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
 
 async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> None:
     try:
-        completion = await _render_one(ctx, job)
+        outcome = await _render_one(ctx, job)
     except Exception as e:  # a bug, not a render error: keep it visible
         log.exception("render of %s raised", job.job_id)
         await send_to_deadletter(ctx, event.message, e)
         return
-    if isinstance(completion, Retry):
-        with as_current_event(event):
-            current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
-            ctx.tables.jobs[job.job_id] = folds.job_retrying(current, completion.job, completion.code,
-                                                             completion.message, now_iso()).to_dict()
-        await ctx.emit(RENDER_RETRY, completion.job)
-        return
     with as_current_event(event):
-        request_ids = _request_ids(ctx, job)
-    await ctx.emit(IMAGES_RESULTS, _completion(completion, request_ids))
+        if isinstance(outcome, Retry):
+            current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+            ctx.tables.jobs[job.job_id] = folds.job_retrying(current, outcome.job, outcome.code,
+                                                             outcome.message, now_iso()).to_dict()
+        else:
+            outcome = _finish(ctx, job, outcome)
+    if isinstance(outcome, Retry):
+        await ctx.emit(RENDER_RETRY, outcome.job)
+    else:
+        await ctx.emit(IMAGES_RESULTS, outcome)
 
 
-def _start(ctx: WorkerContext, job: RenderJob) -> bool:
-    """Mark the job running; False if it needs no render (done already, or stale)."""
+def _finish(ctx: WorkerContext, job: RenderJob, completion: Event) -> Event:
+    """Name every request that joined the job, and fold the outcome into the
+    jobs table in the same step (no await in between): from here on a new
+    request for the target is answered from the finished job instead of
+    joining one whose completion has already been written."""
+    current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+    joined = current.request_ids if current is not None else ()
+    completion = replace(completion, request_ids=tuple(dict.fromkeys((*job.request_ids, *joined))))
+    fold = folds.job_generated if isinstance(completion, ImageGenerated) else folds.job_failed
+    ctx.tables.jobs[job.job_id] = fold(current, completion).to_dict()
+    return completion
+
+
+def _start(ctx: WorkerContext, job: RenderJob) -> str | Event | None:
+    """"render" to mark the job running and render it; None if it needs no
+    render (superseded); or the completion a finished job already had, to
+    emit again: its lane message came back after a crash or a rebalance, and
+    its completion may never have reached the results topic."""
     at = now_iso()
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
-    if current is not None and current.status == "completed" and not job.force:
-        return False  # a redelivered job whose completion is already folded
+    if current is not None and current.status in ("completed", "failed") and not job.force:
+        return stored_outcome(current, request_ids=current.request_ids, at=current.finished_at or at,
+                              cache_hit=False)
     if _superseded(ctx, job):
         ctx.tables.jobs[job.job_id] = (current or folds.job_queued(None, job, at)).evolve(
             status="superseded", updated_at=at).to_dict()
         log.info("job %s superseded by a newer revision: not rendered", job.job_id)
-        return False
+        return None
     ctx.tables.jobs[job.job_id] = folds.job_started(current, job, at).to_dict()
     if job.target.kind == "thumbnail":
         asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
         if asset is not None:
             ctx.tables.assets[job.target.id] = folds.asset_variant_running(asset, job, at).to_dict()
-    return True
+    return "render"
 
 
 def _superseded(ctx: WorkerContext, job: RenderJob) -> bool:
@@ -126,13 +152,6 @@ def _superseded(ctx: WorkerContext, job: RenderJob) -> bool:
         return annotation is not None and annotation.wanted_revision > job.revision
     asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
     return asset is not None and asset.revision > job.revision
-
-
-def _request_ids(ctx: WorkerContext, job: RenderJob) -> tuple[str, ...]:
-    """Requests that joined the job while it waited or rendered."""
-    current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
-    joined = current.request_ids if current is not None else ()
-    return tuple(dict.fromkeys((*job.request_ids, *joined)))
 
 
 def _task_for(ctx: WorkerContext, job: RenderJob):
@@ -166,7 +185,7 @@ async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event | Retry:
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
     try:
-        outcome: RenderOutcome = await ctx.pool.run(fn, task)
+        outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane)
         return _generated(ctx, job, outcome, job.attempt)
     except TaskFailed as e:
         if e.permanent:
@@ -215,6 +234,3 @@ def _failed(job: RenderJob, reason: str, code: str, message: str, attempt: int) 
     return ImageFailed(target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
                        reason=reason, error_code=code, error=message, attempts=attempt, failed_at=now_iso())
 
-
-def _completion(event: Event, request_ids: tuple[str, ...]) -> Event:
-    return replace(event, request_ids=request_ids)

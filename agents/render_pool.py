@@ -18,9 +18,12 @@ import multiprocessing
 import signal
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable
+
+from agents.lane_share import Lane, LaneShare
 
 log = logging.getLogger(__name__)
 
@@ -97,38 +100,81 @@ class _Slot:
 
 
 class RenderPool:
-    """``size`` render processes; ``run()`` waits for a free one."""
+    """``size`` render processes; ``run()`` waits for a free one.
 
-    def __init__(self, size: int, timeout: float, initializer: Callable[[], None] | None = None):
+    Callers waiting for a process queue per lane, and a freed process goes
+    to the lane :class:`LaneShare` picks: interactive first, background never
+    starved. This is where the priority between lanes lives: the lanes are
+    separate topics and agents, so a backlog of background jobs in Kafka
+    never sits in front of a request, and here a request waits for at most
+    the renders already running.
+    """
+
+    def __init__(self, size: int, timeout: float, initializer: Callable[[], None] | None = None,
+                 background_min_share: float = 0.2):
         # forkserver: children start from a clean interpreter, not a copy of a
         # Faust worker with its sockets and event loop.
         self._ctx = multiprocessing.get_context("forkserver")
         self._size = size
         self._timeout = timeout
         self._initializer = initializer
-        self._idle: asyncio.Queue[_Slot] | None = None
+        self._share = LaneShare(background_min_share)
+        self._free: list[_Slot] = []
+        self._waiting: dict[Lane, deque[asyncio.Future[_Slot]]] = {
+            "interactive": deque(), "background": deque()}
         self._all: set[_Slot] = set()
+        self._started = False
         self.replaced = 0
 
     @property
     def size(self) -> int:
         return self._size
 
+    def waiting(self, lane: Lane) -> int:
+        """Callers of this lane waiting for a render process."""
+        return sum(1 for f in self._waiting[lane] if not f.done())
+
     async def start(self) -> None:
-        self._idle = asyncio.Queue()
+        self._started = True
         for _ in range(self._size):
             self._add_slot()
 
     def _add_slot(self) -> None:
         slot = _Slot(self._ctx, self._initializer)
         self._all.add(slot)
-        assert self._idle is not None
-        self._idle.put_nowait(slot)
+        self._release(slot)
 
-    async def run(self, fn: Callable[[Any], Any], task: Any, timeout: float | None = None) -> Any:
-        if self._idle is None:
+    async def _acquire(self, lane: Lane) -> _Slot:
+        if self._free and not self.waiting("interactive") and not self.waiting("background"):
+            return self._free.pop()
+        granted: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
+        self._waiting[lane].append(granted)
+        try:
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release(granted.result())  # granted, then cancelled: pass it on
+            raise
+
+    def _release(self, slot: _Slot) -> None:
+        while True:
+            for queue in self._waiting.values():
+                while queue and queue[0].done():
+                    queue.popleft()  # cancelled waiters
+            lane = self._share.choose(bool(self._waiting["interactive"]), bool(self._waiting["background"]))
+            if lane is None:
+                self._free.append(slot)
+                return
+            waiter = self._waiting[lane].popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return
+
+    async def run(self, fn: Callable[[Any], Any], task: Any, timeout: float | None = None,
+                  lane: Lane = "background") -> Any:
+        if not self._started:
             raise RuntimeError("RenderPool.start() was not awaited")
-        slot = await self._idle.get()
+        slot = await self._acquire(lane)
         healthy = False
         try:
             result = await self._call(slot, fn, task, timeout or self._timeout)
@@ -139,7 +185,7 @@ class RenderPool:
             raise
         finally:
             if healthy:
-                self._idle.put_nowait(slot)
+                self._release(slot)
             else:
                 self._replace(slot)
 

@@ -30,7 +30,8 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     app = create_app(settings, bootstrap, cluster)
     tables = create_tables(app)
     ctx = WorkerContext(app=app, settings=settings, tables=tables,
-                        pool=RenderPool(settings.render_processes, settings.render_timeout))
+                        pool=RenderPool(settings.render_processes, settings.render_timeout,
+                                        background_min_share=settings.background_min_share))
     register_intake(ctx)
     register_render(ctx)
     register_projector(ctx)

@@ -41,6 +41,7 @@ def cli() -> None:
     \b
     First time here?   regen demo         (broker, worker, sample import, summary)
     Day to day:        regen broker start; regen worker; regen import DIR
+    An image, now:     regen get thumbnail ASSET_ID;  regen get composite ANNOTATION_ID
     Look things up:    regen status asset ID;  regen config
 
     Settings come from environment variables; `regen config` lists them all.
@@ -159,6 +160,34 @@ def deadletters(limit: int, as_json: bool) -> None:
             click.echo(orjson.dumps(row).decode())
     else:
         click.echo(fmt.format_deadletters(rows, total=len(records)))
+
+
+# --- on demand ---------------------------------------------------------------------
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["thumbnail", "composite"]))
+@click.argument("target_id", metavar="ASSET_ID|ANNOTATION_ID")
+@click.option("--variant", help="Variant name like h400.webp [default: the first pre-generated variant "
+                                "for thumbnails, REGEN_COMPOSITE_VARIANT for composites].")
+@click.option("--wait", "wait_s", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the image before giving up.")
+@click.option("--force", is_flag=True, help="Render again even if an intact image is in the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
+def get(kind: str, target_id: str, variant: str | None, wait_s: float, force: bool, as_json: bool) -> None:
+    """Request an image now and wait for it: a thumbnail of ASSET_ID or the
+    median composite of ANNOTATION_ID.
+
+    Served from the store when the image is current and intact (a cache hit),
+    otherwise rendered ahead of background work. Prints the output path,
+    whether it was a cache hit and the latency; exit 1 if it failed or did
+    not come within --wait.
+    """
+    from cli.requesting import get_image
+
+    answer = asyncio.run(get_image(_settings(), kind, target_id, variant, wait_s, force))
+    click.echo(orjson.dumps(answer.to_json()).decode() if as_json else answer.describe())
+    if not answer.ok:
+        sys.exit(EXIT_ERROR)
 
 
 # --- queries ---------------------------------------------------------------------

@@ -81,8 +81,10 @@ def thumbnail_image(path: Path, variant: Variant, limits: Limits) -> Image.Image
                 # box) at under one grey level of difference on the corpus.
                 im.draft(None, box)
                 im.load()
-                im.thumbnail(box, Image.Resampling.LANCZOS, reducing_gap=2.0)
-                small = im.copy()
+                # resize() to the exact box, not thumbnail(): thumbnail()
+                # re-derives the free side from the aspect ratio, which for a
+                # rotated photo is the constrained one (h200 came out 199 high).
+                small = im.resize(box, Image.Resampling.LANCZOS, reducing_gap=2.0) if im.size != box else im.copy()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise SourceTooLarge(f"{path.name}: {e}") from e
         except UnidentifiedImageError as e:

@@ -3,10 +3,11 @@ already in the store can answer a request."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import Target
+from schemas.events import ImageFailed, ImageGenerated, Target
 from schemas.jobs import Lane, RenderJob, job_id_for
 
 
@@ -37,13 +38,38 @@ def idle_long_enough(last_change: float, now: float, idle_delay: float) -> bool:
 
 
 def cached_output(job: JobState, image_store: Path) -> dict | None:
-    """The completed job's output, if its file is still there with its size.
-    (A full hash check is what `regen repair` does; a request must be fast.)"""
+    """The completed job's output, if its file is still there with the size
+    and sha256 recorded when it was rendered. (Thumbnails are tens of KB: the
+    hash costs well under a millisecond, and a request is never answered
+    with a file that was truncated or replaced.)"""
     output = job.output
     if not output:
         return None
+    path = image_store / output["uri"]
     try:
-        size = (image_store / output["uri"]).stat().st_size
+        if path.stat().st_size != output["bytes"]:
+            return None
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return None
-    return output if size == output["bytes"] else None
+    return output if digest == output["sha256"] else None
+
+
+def stored_outcome(job: JobState, *, request_ids: tuple[str, ...], at: str,
+                   cache_hit: bool) -> ImageGenerated | ImageFailed:
+    """The completion a finished job already had, told again: to a request
+    answered from the cache, or after a redelivery of a job that completed
+    just before a crash."""
+    target = Target(job.target_kind, job.target_id)
+    if job.status == "completed" and job.output:
+        out = job.output
+        return ImageGenerated(
+            target=target, variant=job.variant, revision=job.revision, job_id=job.job_id, uri=out["uri"],
+            sha256=out["sha256"], width=out["width"], height=out["height"], bytes=out["bytes"],
+            render_ms=0.0 if cache_hit else (job.render_ms or 0.0), attempts=job.attempts, cache_hit=cache_hit,
+            generated_at=at, request_ids=request_ids)
+    return ImageFailed(
+        target=target, variant=job.variant, revision=job.revision, job_id=job.job_id,
+        reason=job.reason or "permanent", error_code=job.error_code or "failed", error=job.error or "",
+        attempts=job.attempts, failed_at=at, request_ids=request_ids)

@@ -23,10 +23,11 @@ from streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
 class Publisher:
     """``async with Publisher(settings, bootstrap) as p: await p.publish(event)``"""
 
-    def __init__(self, settings: Settings, bootstrap: str, source: str = "regen/cli"):
+    def __init__(self, settings: Settings, bootstrap: str, source: str = "regen/cli", linger_ms: int = 5):
         self.settings = settings
         self.bootstrap = bootstrap
         self.source = source
+        self.linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> "Publisher":
@@ -34,7 +35,7 @@ class Publisher:
         # acks=all and idempotence: an event the call returned for is on the
         # broker once, even if a request was retried.
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=5)
+                                          enable_idempotence=True, linger_ms=self.linger_ms)
         try:
             await self._producer.start()
         except KafkaConnectionError as e:

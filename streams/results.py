@@ -28,8 +28,7 @@ async def follow_records(settings: Settings, bootstrap: str, spec: TopicSpec, *,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, name)
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
+        tps = [TopicPartition(name, p) for p in await topic_partitions(consumer, name)]
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
@@ -63,11 +62,11 @@ async def follow_completions(settings: Settings, bootstrap: str, *, from_beginni
         yield event  # type: ignore[misc]
 
 
-async def _partitions(consumer: AIOKafkaConsumer, name: str) -> set[int]:
+async def topic_partitions(consumer: AIOKafkaConsumer, name: str) -> list[int]:
     for _ in range(20):  # metadata of a topic created a moment ago can lag
         partitions = consumer.partitions_for_topic(name)
         if partitions:
-            return partitions
+            return sorted(partitions)
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise BrokerError(f"topic {name} does not exist on the broker")

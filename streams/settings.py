@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, str] = {
     "render_processes": "REGEN_RENDER_PROCESSES",
     "render_timeout": "REGEN_RENDER_TIMEOUT",
     "render_batch_size": "REGEN_RENDER_BATCH_SIZE",
+    "background_min_share": "REGEN_BACKGROUND_MIN_SHARE",
     "max_attempts": "REGEN_MAX_ATTEMPTS",
     "retry_first_delay": "REGEN_RETRY_FIRST_DELAY",
     "retry_factor": "REGEN_RETRY_FACTOR",
@@ -80,6 +81,9 @@ class Settings:
     render_timeout: float = 60.0
     # Jobs taken from a lane at once: enough to keep every render process busy.
     render_batch_size: int = 16
+    # Requests go before background work, but while both wait, background
+    # still gets at least this share of the render processes (never starved).
+    background_min_share: float = 0.2
     # Retriable errors (I/O, a source not there yet, a killed or hung render)
     # are retried from the retry topic: first delay, factor, cap, attempts.
     max_attempts: int = 3
@@ -139,6 +143,9 @@ class Settings:
                 parse_variant(name)
             except ImagingError as e:
                 raise ConfigError(f"{ENVIRONMENT['variants']}: {e}") from e
+        if not 0 <= self.background_min_share < 1:
+            raise ConfigError(f"{ENVIRONMENT['background_min_share']}={self.background_min_share}: "
+                              "must be at least 0 and below 1")
         if self.max_attempts < 1:
             raise ConfigError(f"{ENVIRONMENT['max_attempts']}={self.max_attempts}: must be at least 1")
         if self.retry_first_delay < 0 or self.retry_factor < 1 or self.retry_max_delay < self.retry_first_delay:

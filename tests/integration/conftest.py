@@ -23,6 +23,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cli.samples import write_video
+from schemas.events import BoundaryChanged
 from streams import local_broker
 from streams.settings import Settings
 
@@ -162,3 +164,16 @@ def eventually(probe, timeout: float = 15.0, interval: float = 0.2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    """A media root with a short clip (clip.mp4) for annotations."""
+    folder = tmp_path / "media"
+    write_video(folder / "clip.mp4", frames=48, size=(320, 180))
+    return folder
+
+
+def edit(annotation: str, revision: int, video: str = "v1", start: int = 0, end: int = 20) -> BoundaryChanged:
+    return BoundaryChanged(annotation_id=annotation, video_id=video, start_frame=start, end_frame=end,
+                           revision=revision, source="clip.mp4")

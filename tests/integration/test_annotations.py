@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from cli.samples import write_video
 from imaging.render import CompositeTask, run_composite_task
-from schemas.events import BoundaryChanged, ImageGenerated
+from schemas.events import ImageGenerated
 from streams.publisher import Publisher
 from streams.results import read_records, wait_for
 from streams.codec import decode
 from streams.topics import IMAGES_RESULTS
-from tests.integration.conftest import eventually, run
-
-
-@pytest.fixture
-def media(tmp_path: Path) -> Path:
-    folder = tmp_path / "media"
-    write_video(folder / "clip.mp4", frames=48, size=(320, 180))
-    return folder
-
-
-def edit(annotation: str, revision: int, video: str = "v1", start: int = 0, end: int = 20) -> BoundaryChanged:
-    return BoundaryChanged(annotation_id=annotation, video_id=video, start_frame=start, end_frame=end,
-                           revision=revision, source="clip.mp4")
+from tests.integration.conftest import edit, eventually, run
 
 
 async def publish_all(settings, bootstrap, events) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 from PIL import Image
 
-from cli.importer import media_files, scan
+from cli.importer import scan
 from schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested, Target
-from streams.codec import header, now_iso
+from streams.codec import header
 from streams.publisher import Publisher
 from streams.results import read_records, wait_for
 from streams.topics import ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name

@@ -70,3 +70,51 @@ async def test_typed_errors_keep_their_kind(pool):
         await pool.run(_retriable, None)
     assert (retriable.value.code, retriable.value.permanent) == ("source_missing", False)
     assert pool.replaced == 0, "an error raised by the task is no reason to replace the process"
+
+
+def _record(item: tuple[str, float]) -> str:
+    name, seconds = item
+    time.sleep(seconds)
+    return name
+
+
+async def test_interactive_work_overtakes_queued_background_work():
+    pool = RenderPool(1, timeout=5.0, background_min_share=0.0)
+    await pool.start()
+    try:
+        finished: list[str] = []
+
+        async def run(name: str, lane: str, seconds: float = 0.05) -> None:
+            finished.append(await pool.run(_record, (name, seconds), lane=lane))
+
+        running = asyncio.ensure_future(run("running", "background", 0.3))
+        await asyncio.sleep(0.1)  # it holds the only process now
+        queued = [asyncio.ensure_future(run(f"bg{i}", "background")) for i in range(5)]
+        await asyncio.sleep(0)
+        assert pool.waiting("background") == 5
+        request = asyncio.ensure_future(run("request", "interactive"))
+        await asyncio.gather(running, request, *queued)
+        assert finished[:2] == ["running", "request"]
+    finally:
+        await pool.stop()
+
+
+async def test_background_keeps_its_minimum_share_under_a_stream_of_requests():
+    pool = RenderPool(1, timeout=5.0, background_min_share=0.25)
+    await pool.start()
+    try:
+        finished: list[str] = []
+
+        async def run(name: str, lane: str) -> None:
+            finished.append(await pool.run(_record, (name, 0.005), lane=lane))
+
+        blocker = asyncio.ensure_future(run("blocker", "background"))
+        await asyncio.sleep(0.05)
+        tasks = [asyncio.ensure_future(run(f"bg{i}", "background")) for i in range(20)]
+        tasks += [asyncio.ensure_future(run(f"rq{i}", "interactive")) for i in range(30)]
+        await asyncio.gather(blocker, *tasks)
+        # While both lanes waited (the first 40 grants), one in four went to background.
+        contended = finished[1:41]
+        assert sum(name.startswith("bg") for name in contended) == 10
+    finally:
+        await pool.stop()

@@ -35,6 +35,15 @@ def test_every_orientation_matches_the_upright_file(corpus: Path, kind: str, ori
     assert difference < 8, f"{kind}_{orientation}: mean abs difference {difference:.1f}"
 
 
+@pytest.mark.parametrize("variant_name", ["h200.jpg", "h123.jpg", "w333.jpg"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_gets_the_exact_size_of_its_variant(corpus: Path, variant_name: str, orientation: int):
+    variant = parse_variant(variant_name)
+    with Image.open(corpus / "photos" / "Portrait_1.jpg") as upright:
+        expected = variant.target_size(*upright.size)
+    assert thumbnail_image(corpus / "photos" / f"Portrait_{orientation}.jpg", variant, LIMITS).size == expected
+
+
 def test_a_wrongly_oriented_thumbnail_would_be_caught(corpus: Path):
     """The comparison above can fail: a mirrored thumbnail is far off."""
     reference = thumbnail_image(corpus / "photos" / "Landscape_1.jpg", H400, LIMITS)

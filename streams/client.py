@@ -1,0 +1,138 @@
+"""Asking regen for an image and waiting for it, from Python.
+
+    async with ImageClient(settings, bootstrap) as client:
+        completion = await client.request(Target("thumbnail", "photo-42"), "h400.jpg")
+
+or, for one image, ``await request_image("thumbnail", "photo-42")``.
+
+A request is an ImageRequested event with a fresh ``request_id``; its answer
+is the ImageGenerated or ImageFailed on the results topic whose
+``request_ids`` names it (a render that served several requests names them
+all). The client follows the results topic from its end *before* it
+publishes, so no answer can slip past, and without a consumer group, so it
+never takes partitions from workers. One client serves any number of
+concurrent requests with one producer and one follower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
+from streams.codec import decode
+from streams.connection import bootstrap_servers
+from streams.exceptions import PoisonEvent, RegenError
+from streams.publisher import Publisher
+from streams.results import topic_partitions
+from streams.settings import Settings
+from streams.topics import IMAGES_RESULTS, topic_name
+
+log = logging.getLogger(__name__)
+
+Completion = ImageGenerated | ImageFailed
+
+
+class RequestTimeout(RegenError):
+    """No completion named the request within the time given."""
+
+
+def default_variant(settings: Settings, kind: TargetKind) -> str:
+    """Composites: the configured composite variant; thumbnails: the first
+    pre-generated one (the one most likely to be a cache hit)."""
+    if kind == "composite":
+        return settings.composite_variant
+    return (settings.pregenerate_variants or settings.variants)[0]
+
+
+class ImageClient:
+    def __init__(self, settings: Settings, bootstrap: str, source: str = "regen/client"):
+        self.settings = settings
+        self.bootstrap = bootstrap
+        # No linger: a request is one small event and someone is waiting.
+        self._publisher = Publisher(settings, bootstrap, source=source, linger_ms=0)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._waiting: dict[str, asyncio.Future[Completion]] = {}
+        self._follower: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "ImageClient":
+        await self._publisher.__aenter__()
+        try:
+            await self._start_following()
+        except BaseException:
+            await self._publisher.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._publisher.__aexit__(exc_type, exc, tb)
+
+    async def _start_following(self) -> None:
+        name = topic_name(self.settings, IMAGES_RESULTS)
+        # fetch_max_wait_ms: how long the broker may hold a fetch that has no
+        # data yet; short, because a completion is waited for by a person.
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                          enable_auto_commit=False, fetch_max_wait_ms=50)
+        await self._consumer.start()
+        tps = [TopicPartition(name, p) for p in await topic_partitions(self._consumer, name)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, before anything is published
+            await self._consumer.position(tp)
+        self._follower = asyncio.create_task(self._follow(), name="regen-client-follower")
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        completion, _ = decode(record.value, record.headers, IMAGES_RESULTS.event_types)
+                    except PoisonEvent:
+                        continue
+                    for request_id in completion.request_ids:  # type: ignore[union-attr]
+                        waiter = self._waiting.get(request_id)
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(completion)  # type: ignore[arg-type]
+
+    async def request(self, target: Target, variant: str | None = None, *, force: bool = False,
+                      timeout: float = 30.0, priority: str = "interactive") -> Completion:
+        """Publish an ImageRequested and return its completion; RequestTimeout if none comes."""
+        request = ImageRequested(target=target, variant=variant or default_variant(self.settings, target.kind),
+                                 request_id=uuid.uuid4().hex, priority=priority, force=force)  # type: ignore[arg-type]
+        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._waiting[request.request_id] = waiter
+        try:
+            await self._publisher.publish(request)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            if self._follower is not None and self._follower.done() and self._follower.exception():
+                raise RegenError(f"following the results topic failed: {self._follower.exception()}") from None
+            raise RequestTimeout(
+                f"no answer to request {request.request_id} for {target} {request.variant} within {timeout:g} s: "
+                "is a worker running (`regen worker`) and caught up (`regen status`)?") from None
+        finally:
+            self._waiting.pop(request.request_id, None)
+
+
+async def request_image(kind: TargetKind, target_id: str, variant: str | None = None, *, force: bool = False,
+                        timeout: float = 30.0, settings: Settings | None = None) -> Completion:
+    """One request, one answer: ImageGenerated or ImageFailed. For many
+    requests, keep one :class:`ImageClient` open instead."""
+    settings = settings or Settings.from_env()
+    started = time.monotonic()
+    async with ImageClient(settings, bootstrap_servers(settings)) as client:
+        log.debug("client ready in %.0f ms", (time.monotonic() - started) * 1000)
+        return await client.request(Target(kind, target_id), variant, force=force, timeout=timeout)
