@@ -77,6 +77,16 @@ def broker_stop() -> None:
     click.echo("no local broker was running" if info is None else f"stopped the broker at {info.bootstrap}")
 
 
+@broker.command("restart")
+@click.option("--kill", is_flag=True, help="SIGKILL it instead of a clean shutdown (a crash).")
+def broker_restart(kill: bool) -> None:
+    """Restart the local broker keeping its data (topics, offsets, groups)."""
+    from streams import local_broker
+
+    info = local_broker.restart(_settings().state_dir, progress=lambda m: click.echo(m, err=True), kill=kill)
+    click.echo(f"Kafka is running again at {info.bootstrap} (pid {info.pid})")
+
+
 @broker.command("status")
 def broker_status() -> None:
     """Say whether the local broker is running, and where. Exit 1 if not."""

@@ -14,21 +14,36 @@ restart always causes (the new member joins, then the dead one times out):
    that (a batch of ~14 imports on every partition, never processed).
    Upstream: faust-streaming issues #216, #221, #318.
 
-An ack only counts while the message's generation is the
-consumer's current one and flow control is active — the same condition
-under which the stream would have processed it. Anything else is released
-(so shutdown does not wait for it) but not committed; it is fetched again
-after the rebalance and processed then. At-least-once, never at-most-once:
-every handler in regen is idempotent.
+   Fix: an ack only counts while the message's generation is the
+   consumer's current one and flow control is active — the same condition
+   under which the stream would have processed it. Anything else is
+   released (so shutdown does not wait for it) but not committed; it is
+   fetched again after the rebalance and processed then.
+
+2. Records a fetch returns after a rebalance, but fetched before it (from
+   the old position), are tagged with the *new* generation: ``getmany``
+   reads the generation only after the fetch returns. Recovery has just
+   sought back to the committed offset (say 47) and recorded it as the
+   read offset; a stale record at 61 then makes Faust mark 48..61 as a
+   "gap" (offsets it believes will never arrive, which count as acked) and
+   move the read offset to 61, so when 48..60 do arrive they are dropped as
+   already seen. The bounce test saw this too: lane messages at offsets
+   47-48 never processed, the group's offsets far past them.
+   Fix: a fetch during which the generation changed is discarded whole.
+   Every rebalance ends with a seek to the committed offsets before flow
+   resumes, so those records are fetched again from the right position.
+
+At-least-once, never at-most-once: every handler in regen is idempotent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Set, Tuple
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.transport.consumer import RecordMap
+from faust.types import TP, Message
 
 
 class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
@@ -41,6 +56,16 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             self._unacked_messages.discard(message)
             return False
         return super().ack(message)
+
+    async def _wait_next_records(self, timeout: float) -> Tuple[Optional[RecordMap], Optional[Set[TP]]]:
+        generation = self.app.consumer_generation_id
+        records, active_partitions = await super()._wait_next_records(timeout)
+        if records and self.app.consumer_generation_id != generation:
+            self.log.info("discarding a fetch that straddled a rebalance (generation %s -> %s); "
+                          "it is fetched again from the committed offsets", generation,
+                          self.app.consumer_generation_id)
+            return {}, active_partitions
+        return records, active_partitions
 
     def ack_counts_towards_commit(self, message: Message) -> bool:
         app = self.app

@@ -107,8 +107,6 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
     if running is not None:
         return running
     libs = ensure_jars(progress)
-    java = shutil.which("java")
-    assert java is not None  # ensure_jars checked
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="regen-kafka-"))
     broker_port, controller_port = _free_port(), _free_port()
@@ -116,14 +114,7 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
     config.write_text(_server_properties(data_dir / "logs", broker_port, controller_port))
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(resources.files("streams").joinpath("localkafka", "log4j2.properties").read_text())
-    classpath = f"{libs}{os.sep}*"
-    # A development broker shares a small machine with the workers it serves:
-    # the serial collector and the C1 compiler alone cut its CPU use for the
-    # same traffic from half a core to a fifth (bench/thumbnails.py, measured
-    # with /proc), at no cost visible to regen's throughput.
-    jvm = [java, f"-Xmx{heap}", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-           "-XX:CICompilerCount=1", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    jvm = _jvm(libs, log4j, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(
         # "--cluster-id=…" in one argument: a base64 id may start with "-",
@@ -135,12 +126,47 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
     if fmt.returncode != 0:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise BrokerError(f"formatting Kafka storage failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
+    return _launch(state_dir, jvm, data_dir, broker_port, controller_port)
+
+
+def restart(state_dir: Path, progress=print, heap: str = "512m", kill: bool = False) -> BrokerInfo:
+    """Stop the recorded broker (SIGKILL if ``kill``: a crash) and start it
+    again on the same ports with the same data: topics, offsets and
+    committed positions survive, as on a real cluster's broker restart."""
+    info = read_record(state_dir)
+    if info is None:
+        raise BrokerError("no local broker to restart: start one with `regen broker start`")
+    if info.alive():
+        if kill:
+            os.killpg(info.pid, signal.SIGKILL)
+            _wait_gone(info.pid)
+        else:
+            _terminate(info.pid)
+    data_dir = Path(info.data_dir)
+    jvm = _jvm(ensure_jars(progress), data_dir / "log4j2.properties", heap)
+    broker_port = int(info.bootstrap.rsplit(":", 1)[1])
+    return _launch(state_dir, jvm, data_dir, broker_port, info.controller_port)
+
+
+def _jvm(libs: Path, log4j: Path, heap: str) -> list[str]:
+    java = shutil.which("java")
+    assert java is not None  # ensure_jars checked
+    # A development broker shares a small machine with the workers it serves:
+    # the serial collector and the C1 compiler alone cut its CPU use for the
+    # same traffic from half a core to a fifth (bench/thumbnails.py, measured
+    # with /proc), at no cost visible to regen's throughput.
+    return [java, f"-Xmx{heap}", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:CICompilerCount=1", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}{os.sep}*"]
+
+
+def _launch(state_dir: Path, jvm: list[str], data_dir: Path, broker_port: int, controller_port: int) -> BrokerInfo:
     log_file = data_dir / "broker.log"
     with open(log_file, "ab") as log:
         # A new session: the broker outlives the `regen broker start` process
         # and does not get the terminal's Ctrl-C.
-        proc = subprocess.Popen([*jvm, "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen([*jvm, "kafka.Kafka", str(data_dir / "server.properties")], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     info = BrokerInfo(proc.pid, f"127.0.0.1:{broker_port}", controller_port, str(data_dir), str(log_file), time.time())
     try:
         _wait_until_ready(info, proc)
@@ -243,6 +269,12 @@ def _terminate(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _wait_gone(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _pid_alive(pid: int) -> bool:

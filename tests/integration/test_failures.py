@@ -11,9 +11,11 @@ from PIL import Image
 
 from cli.importer import media_files, scan
 from schemas.events import ImageFailed, ImageGenerated
+from streams import local_broker
 from streams.publisher import Publisher
 from streams.results import follow_completions, wait_for
-from tests.integration.conftest import run
+from streams.settings import Settings
+from tests.integration.conftest import WorkerProcess, eventually, run
 from tests.unit.test_thumbnails import BAD_OUTCOMES
 
 
@@ -208,3 +210,38 @@ async def lane_diagnostics(settings, bootstrap, states) -> str:
     return (f"missing jobs in lane: {len(found)} of {len(missing)}; sample {list(found.items())[:4]}; "
             f"committed {committed}; last offsets {ends}; imports without a job at {import_positions}, "
             f"assets topic committed {assets_committed}")
+
+
+def test_a_broker_restart_during_processing_loses_nothing(regen_env, tmp_path, corpus):
+    """Its own broker (the session's is shared), SIGKILLed and restarted on the
+    same ports and data while the worker renders."""
+    broker_state = tmp_path / "own-broker"
+    bootstrap = local_broker.start(broker_state, progress=lambda m: None).bootstrap
+    try:
+        media = tmp_path / "media"
+        photos = make_photos(media, 150)
+        env = {**regen_env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_MEDIA_ROOTS": f"{corpus}:{media}",
+               "REGEN_PREGENERATE_VARIANTS": "h400.jpg"}
+        worker = WorkerProcess(env=env, settings=Settings.from_env(env), log=tmp_path / "worker.log").start()
+        try:
+            settings = worker.settings
+            events = [s.event for s in scan(photos, [media], "broker-restart")]
+            run(publish_all(settings, bootstrap, events))
+            expected = {f"{e.asset_id}/h400.jpg" for e in events}
+            run(wait_for(settings, bootstrap, key, set(list(expected)[:1]), 60))  # it is rendering
+            local_broker.restart(broker_state, progress=lambda m: None, kill=True)
+            try:
+                seen = run(wait_for(settings, bootstrap, key, expected, timeout=180))
+            except TimeoutError as e:
+                raise AssertionError(f"{e}\nworker log:\n{worker.tail(60)}") from e
+            assert all(isinstance(c, ImageGenerated) for c in seen.values())
+            assert worker.proc.poll() is None, "the worker survived the broker's restart"
+            files = [p for p in settings.image_store.rglob("*") if p.is_file()]
+            assert len(files) == len(expected)
+            for e in events[::15]:
+                assert eventually(lambda: worker.get(f"/jobs/thumbnail:{e.asset_id}:h400.jpg:r1")[1]
+                                  .get("status") == "completed"), e.asset_id
+        finally:
+            worker.stop()
+    finally:
+        local_broker.stop(broker_state)

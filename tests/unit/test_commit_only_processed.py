@@ -75,3 +75,25 @@ def test_acks_while_flow_control_is_suspended_do_not_count(app):
     assert consumer.ack(message(app, 5, generation_id=7)) is False
     app.flow_control.resume()
     assert consumer._new_offset(PARTITION) is None
+
+
+async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):
+    consumer = app.consumer
+    consumer.resume_flow()
+    consumer._active_partitions = {PARTITION}
+    fetched = {PARTITION: ["a record fetched from the old position"]}
+
+    async def fetch_during_which_the_group_rebalances(active_partitions, timeout):
+        app.consumer_generation_id += 1
+        return fetched
+
+    consumer._getmany = fetch_during_which_the_group_rebalances
+    records, _ = await consumer._wait_next_records(0.1)
+    assert not records
+
+    async def fetch_within_one_generation(active_partitions, timeout):
+        return fetched
+
+    consumer._getmany = fetch_within_one_generation
+    records, _ = await consumer._wait_next_records(0.1)
+    assert records == fetched
