@@ -4,13 +4,20 @@ way to emit an event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass, field
+from typing import AsyncIterator
 
 import faust
 from aiokafka.errors import KafkaError
 
+from agents.metrics import Metrics
 from agents.render_pool import RenderPool
+from projections.activity import Activity
+from projections.progress import BatchTracker
+from projections.state import AssetState
 from projections.tables import Tables
 from schemas.events import Event
 from streams.codec import encode
@@ -23,6 +30,9 @@ log = logging.getLogger(__name__)
 # aiokafka already retries a send for its request timeout; these pace the
 # retries after that, while a broker is down or being restarted.
 SEND_RETRY_FIRST_S, SEND_RETRY_CAP_S = 0.5, 5.0
+
+# The sends of the batch being handled, while one is (see emitting_together).
+_batch_sends: contextvars.ContextVar[list[tuple] | None] = contextvars.ContextVar("regen_batch_sends", default=None)
 
 
 @dataclass
@@ -38,6 +48,9 @@ class WorkerContext:
     candidates_loaded: bool = False
     resent: dict[str, float] = field(default_factory=dict)  # job_id -> when the sweeper sent it again
     warned_videos: set[str] = field(default_factory=set)
+    batches: BatchTracker | None = None  # set by register_progress
+    metrics: Metrics = field(default_factory=Metrics)
+    activity: Activity = field(default_factory=Activity)
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 
@@ -47,6 +60,18 @@ class WorkerContext:
             if not self._pool_running:
                 await self.pool.start()
                 self._pool_running = True
+
+    def put_asset(self, asset: AssetState) -> None:
+        """Write an asset (under the event being handled) and let batch
+        progress know. Its partition is the event's: every event about an
+        asset is keyed by its id."""
+        event = faust.current_event()
+        partition = event.message.partition if event is not None else asset.partition
+        if partition != asset.partition and partition >= 0:
+            asset = asset.evolve(partition=partition)
+        self.tables.assets[asset.asset_id] = asset.to_dict()
+        if self.batches is not None:
+            self.batches.observe(asset, asset.partition)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         name = topic_name(self.settings, spec)
@@ -61,9 +86,43 @@ class WorkerContext:
 
     async def emit(self, spec: TopicSpec, event: Event) -> None:
         """Send and wait for the broker's ack, so a batch's offsets are only
-        committed after what it produced is durable."""
+        committed after what it produced is durable. Inside
+        :meth:`emitting_together`, the send is queued and its ack awaited
+        with the rest of the batch's."""
         envelope = encode(event, self.source)
-        await self.send_durably(topic_name(self.settings, spec), envelope.key, envelope.value, envelope.headers)
+        topic = topic_name(self.settings, spec)
+        batch = _batch_sends.get()
+        if batch is not None:
+            batch.append((topic, envelope.key, envelope.value, envelope.headers))
+            return
+        await self.send_durably(topic, envelope.key, envelope.value, envelope.headers)
+
+    @contextlib.asynccontextmanager
+    async def emitting_together(self) -> AsyncIterator[None]:
+        """Handle a batch of events, then send everything they emitted at
+        once and wait for all the acks: one round trip instead of one per
+        event. The caller acks the batch only after this returns."""
+        sends: list[tuple] = []
+        token = _batch_sends.set(sends)
+        try:
+            yield
+        finally:
+            _batch_sends.reset(token)
+            await self._send_all_durably(sends)
+
+    async def _send_all_durably(self, sends: list[tuple]) -> None:
+        futures = []
+        for topic, key, value, headers in sends:  # queued in order: per-partition order is kept
+            try:
+                futures.append(await self.app.producer.send(topic, key, value, partition=None, timestamp=None,
+                                                            headers=headers))
+            except KafkaError:
+                futures.append(None)
+        results = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
+        failed = iter(results)
+        for send, future in zip(sends, futures):
+            if future is None or isinstance(next(failed), BaseException):
+                await self.send_durably(*send)
 
     async def send_durably(self, topic: str, key: bytes | None, value: bytes | None, headers) -> None:
         """Retry until the broker acknowledges. Giving up would let the

@@ -32,5 +32,6 @@ def deadletter_headers(message: Any, group: str, exc: BaseException) -> list[tup
 
 async def send_to_deadletter(ctx: WorkerContext, message: Any, exc: BaseException) -> None:
     log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc)
+    ctx.metrics.deadletters.inc()
     await ctx.send_durably(topic_name(ctx.settings, DEADLETTER), message.key, message.value,
                            deadletter_headers(message, ctx.settings.app_id, exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import weakref
 from typing import Any, Awaitable, Callable, Iterator, Sequence
 
@@ -23,6 +24,10 @@ from streams.exceptions import PoisonEvent
 
 log = logging.getLogger(__name__)
 
+# How long a batch agent waits to fill a batch: short, so a lone event (one
+# person's request) is not held back waiting for company.
+BATCH_WINDOW_S = 0.005
+
 
 async def handle_message(
     ctx: WorkerContext,
@@ -35,6 +40,8 @@ async def handle_message(
     except PoisonEvent as e:
         await send_to_deadletter(ctx, message, e)
         return
+    ctx.metrics.events_in.labels(type(event).__name__).inc()
+    ctx.activity.event_in(time.time())
     try:
         await handler(ctx, event)
     except Exception as e:  # noqa: BLE001 - the point is that nothing escapes
@@ -43,12 +50,29 @@ async def handle_message(
 
 
 def register_event_agent(ctx: WorkerContext, spec, name: str,
-                         handler: Callable[[WorkerContext, Any], Awaitable[None]]) -> None:
-    """One agent on ``spec``'s topic that handles its events one at a time."""
+                         handler: Callable[[WorkerContext, Any], Awaitable[None]], *, batch: int = 0) -> None:
+    """One agent on ``spec``'s topic that handles its events one at a time.
+
+    With ``batch``, it takes up to that many events at once (waiting at most
+    a few milliseconds for them), handles them in order, and sends what they
+    emitted together: for agents whose handlers are quick and whose cost is
+    the round trip of each send (intake of a large import, a replay's burst
+    of requests answered from the store).
+    """
 
     async def agent(stream):
         async for event in stream.events():
             await handle_message(ctx, event.message, spec.event_types, handler)
+
+    async def batch_agent(stream):
+        async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
+            async with ctx.emitting_together():
+                for event in events:
+                    with as_current_event(event):
+                        await handle_message(ctx, event.message, spec.event_types, handler)
+
+    if batch:
+        agent = batch_agent
 
     agent.__name__ = agent.__qualname__ = name.replace("-", "_")
     ctx.app.agent(ctx.topic(spec), name=name)(agent)

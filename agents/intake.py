@@ -17,17 +17,21 @@ from agents.handling import register_event_agent
 from projections import folds
 from projections.planning import cached_output, plan_composite, plan_job, stored_outcome
 from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import AssetImported, ImageFailed, ImageRequested
+from schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested
 from schemas.jobs import RenderJob
 from streams.codec import now_iso
 from streams.topics import ASSETS_IMPORTED, IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
 
 log = logging.getLogger(__name__)
 
+# Intake handlers are quick table updates; the sends they make are what
+# costs, so they are batched (see register_event_agent).
+INTAKE_BATCH = 200
+
 
 def register_intake(ctx: WorkerContext) -> None:
-    register_event_agent(ctx, ASSETS_IMPORTED, "asset-intake", on_asset_imported)
-    register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested)
+    register_event_agent(ctx, ASSETS_IMPORTED, "asset-intake", on_asset_imported, batch=INTAKE_BATCH)
+    register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested, batch=INTAKE_BATCH)
 
 
 async def on_asset_imported(ctx: WorkerContext, event: AssetImported) -> None:
@@ -45,7 +49,7 @@ async def on_asset_imported(ctx: WorkerContext, event: AssetImported) -> None:
         jobs[job.job_id] = folds.job_queued(current, job, at).to_dict()
         asset = folds.asset_variant_queued(asset, job, at)
         to_send.append(job)
-    assets[event.asset_id] = asset.to_dict()
+    ctx.put_asset(asset)
     for job in to_send:
         await ctx.emit(RENDER_BACKGROUND, job)
     log.info("asset %s (%s) revision %d: %d thumbnail job(s) queued", event.asset_id, event.uri,
@@ -75,6 +79,7 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested) -> None:
     if not event.force and current is not None and current.terminal:
         answer = _answer_from_store(ctx, current, event, at)
         if answer is not None:
+            ctx.metrics.requests_answered.labels("cache_hit" if isinstance(answer, ImageGenerated) else "failed").inc()
             await ctx.emit(IMAGES_RESULTS, answer)
             return
         job = replace(job, force=True)  # the file is gone or changed: render it again
@@ -85,7 +90,7 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested) -> None:
         return  # the job in flight names this request_id when it completes
     if target.kind == "thumbnail":
         asset = AssetState.from_dict(ctx.tables.assets.get(target.id))
-        ctx.tables.assets[target.id] = folds.asset_variant_queued(asset, job, at).to_dict()
+        ctx.put_asset(folds.asset_variant_queued(asset, job, at))
     await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
 
 

@@ -33,10 +33,19 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
         fold_asset = folds.asset_image_generated if isinstance(event, ImageGenerated) else folds.asset_image_failed
         after = fold_asset(asset, event)
         if after != asset:
-            assets[event.target.id] = after.to_dict()
+            ctx.put_asset(after)
+    _note_activity(ctx, event)
     if isinstance(event, ImageGenerated) and not event.cache_hit:
         log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
                  event.width, event.height, event.render_ms)
+
+
+def _note_activity(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
+    if isinstance(event, ImageFailed):
+        ctx.activity.failed(str(event.target), event.variant, event.reason, event.error, event.failed_at)
+    elif not event.cache_hit:
+        ctx.activity.generated(str(event.target), event.variant, event.uri, event.width, event.height,
+                               event.generated_at)
 
 
 async def _fold_composite(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:

@@ -72,6 +72,8 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
     for event in batch:
         try:
             job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
+            ctx.metrics.events_in.labels("RenderJob").inc()
+            ctx.activity.event_in(time.time())
             with as_current_event(event):
                 decision = _start(ctx, job)
             if decision == "render":
@@ -103,10 +105,20 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> No
                                                              outcome.message, now_iso()).to_dict()
         else:
             outcome = _finish(ctx, job, outcome)
+    _count(ctx, outcome)
     if isinstance(outcome, Retry):
         await ctx.emit(RENDER_RETRY, outcome.job)
     else:
         await ctx.emit(IMAGES_RESULTS, outcome)
+
+
+def _count(ctx: WorkerContext, outcome: Event | Retry) -> None:
+    if isinstance(outcome, Retry):
+        ctx.metrics.retries.inc()
+    elif isinstance(outcome, ImageGenerated):
+        ctx.metrics.renders.labels("cache_hit" if outcome.cache_hit else "generated").inc()
+    elif isinstance(outcome, ImageFailed):
+        ctx.metrics.renders.labels(f"failed_{outcome.reason}").inc()
 
 
 def _finish(ctx: WorkerContext, job: RenderJob, completion: Event) -> Event:
@@ -141,7 +153,7 @@ def _start(ctx: WorkerContext, job: RenderJob) -> str | Event | None:
     if job.target.kind == "thumbnail":
         asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
         if asset is not None:
-            ctx.tables.assets[job.target.id] = folds.asset_variant_running(asset, job, at).to_dict()
+            ctx.put_asset(folds.asset_variant_running(asset, job, at))
     return "render"
 
 
@@ -185,7 +197,8 @@ async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event | Retry:
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
     try:
-        outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane)
+        with ctx.metrics.render_seconds.labels(job.target.kind).time():
+            outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane)
         return _generated(ctx, job, outcome, job.attempt)
     except TaskFailed as e:
         if e.permanent:

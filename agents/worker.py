@@ -12,6 +12,7 @@ import faust
 from agents.annotations import register_annotations
 from agents.context import WorkerContext
 from agents.intake import register_intake
+from agents.progress import register_progress
 from agents.projector import register_projector
 from agents.render import register_render
 from agents.render_pool import RenderPool
@@ -22,6 +23,7 @@ from streams.admin import cluster_id, ensure_topics
 from streams.app import create_app
 from streams.connection import bootstrap_servers
 from streams.settings import Settings
+from streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_projector(ctx)
     register_annotations(ctx)
     register_sweeper(ctx)
+    register_progress(ctx)
     started = time.time()
 
     def health() -> dict:
@@ -54,8 +57,26 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                 "render_processes": len(ctx.pool.live_pids()),
                 "render_processes_replaced": ctx.pool.replaced}
 
-    register_views(app, tables, settings, health)
+    ctx.metrics.watch(lambda: lane_depths(ctx), lambda: pending_dirty_annotations(ctx))
+    register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity)
     return ctx
+
+
+def lane_depths(ctx: WorkerContext) -> list[tuple[str, int]]:
+    """Per lane: lag of this worker's partitions (end offset minus committed)
+    plus the jobs waiting for a render process."""
+    monitor = ctx.app.monitor
+    depths = []
+    for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
+        name, lane = topic_name(ctx.settings, spec), spec.suffix.rsplit(".", 1)[1]
+        lag = sum(max(0, end - monitor.tp_committed_offsets.get(tp, 0))
+                  for tp, end in list(monitor.tp_end_offsets.items()) if tp.topic == name)
+        depths.append((lane, lag + ctx.pool.waiting(lane)))
+    return depths
+
+
+def pending_dirty_annotations(ctx: WorkerContext) -> int:
+    return sum(len((value or {}).get("dirty", {})) for value in ctx.tables.videos.values())
 
 
 def run_worker(settings: Settings) -> None:

@@ -70,13 +70,14 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
         say(f"published {len(asset_ids)} AssetImported; waiting for {len(expected)} thumbnails")
         completions = asyncio.run(_wait_with_progress(settings, bootstrap, expected))
         _print_summary(settings, completions, asset_ids)
+        _progress_and_request_demo(settings, batch_id, asset_ids, say)
         video = next((p for p in sorted(folder.rglob("*.mp4"))), None)
         if video is not None:
             _annotation_demo(settings, bootstrap, video.relative_to(folder).as_posix(), say)
     finally:
         if keep_running:
-            say(f"left running: worker pid {worker.pid}, HTTP port {settings.web_port}. "
-                f"Stop with `kill {worker.pid}` and `regen broker stop`.")
+            say(f"left running: worker pid {worker.pid}, dashboard http://{settings.web_host}:{settings.web_port}"
+                f"/dashboard. Stop with `kill {worker.pid}` and `regen broker stop`.")
         else:
             _stop_worker(worker)
             if started_broker:
@@ -84,6 +85,34 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
                 say("stopped the worker and the broker")
             else:
                 say("stopped the worker")
+
+
+def _progress_and_request_demo(settings: Settings, batch_id: str, asset_ids: list[str], say) -> None:
+    """The batch's progress projection, then two on-demand requests: one
+    answered from the store, one rendered for a variant not pre-generated."""
+    from cli.main import _get
+    from cli.requesting import get_image
+
+    deadline = time.monotonic() + 15
+    batch: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            batch = _get(settings, f"/batches/{batch_id}")
+        except RegenError:
+            batch = {}
+        if batch.get("done"):
+            break
+        time.sleep(0.5)
+    if batch:
+        click.echo(f"\nThe batch's progress projection (regen status batch {batch_id}):\n")
+        click.echo(fmt.format_batch(batch))
+    if not asset_ids:
+        return
+    other = next((v for v in settings.variants if v not in settings.pregenerate_variants), None)
+    click.echo("\nAsking for images on demand (regen get thumbnail …):\n")
+    for variant in (None, other):
+        answer = asyncio.run(get_image(settings, "thumbnail", asset_ids[0], variant, 30.0, False))
+        click.echo(answer.describe() + "\n")
 
 
 async def _wait_with_progress(settings: Settings, bootstrap: str, expected: set[str]) -> dict:

@@ -75,6 +75,18 @@ def format_video(v: dict[str, Any]) -> str:
     return f"video    {v['video_id']}\npending  {v['pending']}\ndirty    {dirty}"
 
 
+def format_batch(b: dict[str, Any]) -> str:
+    eta = b.get("eta_s")
+    eta_text = "done" if b["done"] else ("unknown (no progress lately)" if eta is None else f"{eta:.0f} s")
+    lines = [f"batch     {b['batch_id']}",
+             f"progress  {b['completed'] + b['failed']}/{b['total']} ({b['percent']:.1f} %): "
+             f"{b['completed']} completed, {b['failed']} failed, {b['pending']} pending",
+             f"rate      {b['rate_per_s']:.1f}/s, ETA {eta_text}"]
+    for failure in b.get("failures", [])[:20]:
+        lines.append(f"failed    {failure['asset_id']} {failure['variant']}: {failure['error']}")
+    return "\n".join(lines)
+
+
 def deadletter_fields(record: Any) -> dict[str, Any]:
     """A dead-letter record as plain fields (headers decoded, value as text)."""
     headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}

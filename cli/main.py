@@ -127,18 +127,31 @@ def config() -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--batch", "batch_id", help="Batch id recorded on every asset of this import.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file instead of a progress bar.")
-def import_(folder: Path, batch_id: str | None, as_json: bool) -> None:
+@click.option("--follow", is_flag=True, help="Then wait for every pre-generated thumbnail, with a progress bar.")
+def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> None:
     """Import the photos and videos below FOLDER (which must be inside a media root).
 
     Hashes every file (SHA-256), skips files whose content was already seen in
-    this import, and publishes one AssetImported per new file.
+    this import, and publishes one AssetImported per new file. With --batch,
+    `regen status batch ID` shows the batch's progress.
     """
     from cli.publishing import import_folder
 
-    summary = asyncio.run(import_folder(_settings(), folder, batch_id, as_json))
-    if not as_json:
+    summary = asyncio.run(import_folder(_settings(), folder, batch_id, as_json, follow))
+    outcome = summary.get("follow")
+    if as_json:
+        if outcome is not None:
+            click.echo(orjson.dumps({"batch_id": batch_id, **outcome}).decode())
+    else:
         click.echo(f"published {summary['published']} asset(s), skipped {summary['duplicates']} duplicate(s)"
                    + (f" in batch {batch_id}" if batch_id else ""))
+        if outcome is not None:
+            click.echo(f"{outcome['completed']} thumbnail(s) generated, {outcome['failed']} failed"
+                       + (f", {outcome['unfinished']} unfinished" if outcome["unfinished"] else ""))
+            for failure in outcome["failures"][:20]:
+                click.echo(f"  failed {failure}")
+    if outcome is not None and outcome["unfinished"]:
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()
@@ -200,6 +213,87 @@ def get(kind: str, target_id: str, variant: str | None, wait_s: float, force: bo
         sys.exit(EXIT_ERROR)
 
 
+# --- replay and repair -------------------------------------------------------------
+
+@cli.command()
+@click.option("--from-beginning", "from_beginning", is_flag=True, help="Read the source topics from their start "
+              "(the default).")
+@click.option("--since", help="Only source events at or after this time (ISO 8601, UTC unless stated).")
+@click.option("--topic", "topics", multiple=True, metavar="NAME",
+              help="Source topic to read: assets.imported or annotations.boundaries (repeatable; default both).")
+@click.option("--variant", "variants", multiple=True, metavar="NAME",
+              help="Only these variants (repeatable; e.g. one just added to REGEN_VARIANTS).")
+@click.option("--force", is_flag=True, help="Render even outputs that are in the store and intact.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be asked for.")
+@click.option("--no-wait", is_flag=True, help="Publish the requests and exit without waiting for the renders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
+def replay(from_beginning: bool, since: str | None, topics: tuple[str, ...], variants: tuple[str, ...],
+           force: bool, dry_run: bool, no_wait: bool, as_json: bool) -> None:
+    """Rebuild images from the source topics.
+
+    Reads every AssetImported and BoundaryChanged (or those since --since) and
+    asks for each target's current image in the background lane: intact
+    outputs are skipped, missing or changed ones rendered. Shows progress
+    with a rate and ETA, then a summary. Safe to interrupt and run again.
+    """
+    from cli import replay as replaying
+
+    if from_beginning and since:
+        raise click.UsageError("--from-beginning and --since exclude each other")
+    settings = _settings()
+    since_ms = replaying.parse_since(since) if since else None
+    if dry_run:
+        plan = replaying.dry_run(settings, topics=topics, since_ms=since_ms, variants=variants)
+        click.echo(orjson.dumps(plan).decode() if as_json else
+                   f"would ask for {plan['targets']} image(s) ({', '.join(f'{n} {k}' for k, n in plan['by_kind'].items()) or 'none'}; "
+                   f"variants {', '.join(plan['variants']) or '-'}) from {plan['seen']} source event(s)")
+        return
+    summary = asyncio.run(replaying.replay(settings, topics=topics, since_ms=since_ms, variants=variants, force=force,
+                                           wait=not no_wait, progress=not as_json))
+    click.echo(orjson.dumps(summary.to_json()).decode() if as_json else summary.describe())
+    if summary.unanswered and not no_wait:
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only list the damaged outputs, with counts.")
+@click.option("--limit", type=int, help="Repair at most this many.")
+@click.option("--video", "video_id", help="Only this video's composites.")
+@click.option("--batch", "batch_id", help="Only this import batch's thumbnails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON line.")
+def repair(dry_run: bool, limit: int | None, video_id: str | None, batch_id: str | None, as_json: bool) -> None:
+    """Find outputs that are missing, truncated or changed, and render them again.
+
+    Every completed thumbnail and current composite in the projections is
+    checked against the size and sha256 recorded when it was rendered.
+    """
+    from cli import repair as repairing
+
+    if video_id and batch_id:
+        raise click.UsageError("--video and --batch exclude each other")
+    report = asyncio.run(repairing.repair(_settings(), dry_run=dry_run, video_id=video_id, batch_id=batch_id,
+                                          limit=limit, progress=not as_json))
+    click.echo(orjson.dumps(report.to_json(dry_run)).decode() if as_json else report.describe(dry_run))
+    if not dry_run and (report.failed or report.unanswered):
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command("rebuild-projections")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the rebuilt projections here, one JSON line per row.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON line.")
+def rebuild_projections(output: Path | None, as_json: bool) -> None:
+    """Fold the source and completion topics into fresh projections and
+    report every difference from the live ones. Exit 1 if they differ."""
+    from cli import rebuild as rebuilding
+
+    events, comparison = asyncio.run(rebuilding.rebuild_and_compare(_settings(), output))
+    click.echo(orjson.dumps(rebuilding.to_json(events, comparison)).decode() if as_json
+               else rebuilding.describe(events, comparison))
+    if not comparison.equal:
+        sys.exit(EXIT_ERROR)
+
+
 # --- queries ---------------------------------------------------------------------
 
 @cli.group()
@@ -237,6 +331,14 @@ def status_annotation(annotation_id: str, as_json: bool) -> None:
 def status_video(video_id: str, as_json: bool) -> None:
     """A video's pending count and its dirty annotations."""
     _show(f"/videos/{video_id}", as_json, fmt.format_video)
+
+
+@status.command("batch")
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_batch(batch_id: str, as_json: bool) -> None:
+    """An import batch: completed, failed and pending thumbnails, rate, ETA, failures."""
+    _show(f"/batches/{batch_id}", as_json, fmt.format_batch)
 
 
 def _show(path: str, as_json: bool, formatter) -> None:

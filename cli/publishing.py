@@ -10,15 +10,26 @@ import orjson
 from tqdm import tqdm
 
 from cli.importer import media_files, scan
+from schemas.events import ImageFailed
 from schemas.exceptions import SchemaError
 from schemas.validation import parse_event
 from streams.connection import bootstrap_servers
 from streams.exceptions import ConfigError
 from streams.publisher import Publisher
+from streams.results import end_offsets, follow_completions
 from streams.settings import ENVIRONMENT, Settings
+from streams.topics import IMAGES_RESULTS, topic_name
+
+# `regen import --follow` gives up after this long without any completion.
+FOLLOW_IDLE_TIMEOUT_S = 300.0
 
 
-async def import_folder(settings: Settings, folder: Path, batch_id: str | None, as_json: bool) -> dict:
+# Imports are published in chunks: one round trip per chunk, not per file.
+PUBLISH_CHUNK = 200
+
+
+async def import_folder(settings: Settings, folder: Path, batch_id: str | None, as_json: bool,
+                        follow: bool = False) -> dict:
     real = folder.resolve()
     if not any(real.is_relative_to(Path(r).resolve()) for r in settings.media_roots):
         roots = ", ".join(map(str, settings.media_roots)) or "none configured"
@@ -26,13 +37,15 @@ async def import_folder(settings: Settings, folder: Path, batch_id: str | None, 
                           f"so workers may read it")
     files = media_files(real)
     counts: dict = {"published": 0, "duplicates": 0, "files": len(files), "asset_ids": []}
-    bar = tqdm(total=len(files), unit="file", desc="importing", disable=as_json or not sys.stderr.isatty(),
-               file=sys.stderr)
-    async with Publisher(settings, bootstrap_servers(settings)) as publisher:
+    interactive = not as_json and sys.stderr.isatty()
+    bar = tqdm(total=len(files), unit="file", desc="importing", disable=not interactive, file=sys.stderr)
+    bootstrap = bootstrap_servers(settings)
+    results_from = await end_offsets(bootstrap, topic_name(settings, IMAGES_RESULTS)) if follow else None
+    async with Publisher(settings, bootstrap) as publisher:
+        chunk = []
         for scanned in scan(files, settings.media_roots, batch_id):
             if scanned.duplicate_of is None:
-                await publisher.publish(scanned.event)
-                counts["published"] += 1
+                chunk.append(scanned.event)
                 counts["asset_ids"].append(scanned.event.asset_id)
             else:
                 counts["duplicates"] += 1
@@ -41,9 +54,43 @@ async def import_folder(settings: Settings, folder: Path, batch_id: str | None, 
                     "asset_id": scanned.event.asset_id, "path": str(scanned.path), "sha256": scanned.event.sha256,
                     "duplicate": scanned.duplicate_of is not None, "duplicate_of": scanned.duplicate_of,
                 }).decode())
+            if len(chunk) >= PUBLISH_CHUNK:
+                counts["published"] += len(await publisher.publish_many(chunk))
+                chunk = []
             bar.update(1)
+        if chunk:
+            counts["published"] += len(await publisher.publish_many(chunk))
     bar.close()
+    if follow:
+        counts["follow"] = await follow_import(settings, bootstrap, counts["asset_ids"], results_from, interactive)
     return counts
+
+
+async def follow_import(settings: Settings, bootstrap: str, asset_ids: list[str], start_offsets: dict[int, int],
+                        show_bar: bool) -> dict:
+    """Wait for every pre-generated variant of the imported assets, with a
+    progress bar (rate, ETA); the outcome counts and the failures."""
+    wanted = {(asset_id, v) for asset_id in asset_ids for v in settings.pregenerate_variants}
+    outcome: dict = {"completed": 0, "failed": 0, "failures": []}
+    bar = tqdm(total=len(wanted), unit="image", desc="rendering", disable=not show_bar, file=sys.stderr)
+    async for completion in follow_completions(settings, bootstrap, start_offsets=start_offsets,
+                                               idle_timeout=FOLLOW_IDLE_TIMEOUT_S):
+        key = (completion.target.id, completion.variant)
+        if completion.target.kind != "thumbnail" or key not in wanted:
+            continue
+        wanted.discard(key)
+        bar.update(1)
+        if isinstance(completion, ImageFailed):
+            outcome["failed"] += 1
+            outcome["failures"].append(f"{completion.target.id} {completion.variant}: {completion.reason}: "
+                                       f"{completion.error}")
+        else:
+            outcome["completed"] += 1
+        if not wanted:
+            break
+    bar.close()
+    outcome["unfinished"] = len(wanted)
+    return outcome
 
 
 async def publish_json(settings: Settings, event_type: str, text: str) -> str:

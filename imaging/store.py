@@ -76,3 +76,18 @@ def _remove_leftovers(path: Path) -> None:
 
 def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:
     return store / "composites" / span_digest[:2] / span_digest / variant_name
+
+
+def output_problem(store: Path, uri: str, size: int, sha256: str) -> str | None:
+    """What is wrong with a recorded output in the store: "missing",
+    "truncated" (shorter than recorded), "changed" (other bytes), or None."""
+    path = store / uri
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if actual < size:
+        return "truncated"
+    if actual != size or sha256_file(path) != sha256:
+        return "changed"
+    return None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from projections.activity import Activity
+from projections.progress import BatchState, batch_view
 from projections.state import AnnotationState, AssetState, JobState, VideoState
 from projections.tables import Tables
+
+MAX_ROWS = 20  # per list on the dashboard
 
 
 def asset_status(tables: Tables, asset_id: str) -> dict | None:
@@ -29,3 +33,21 @@ def video_status(tables: Tables, video_id: str) -> dict | None:
         return None
     return {"video_id": video.video_id, "pending": video.pending,
             "dirty_annotations": sorted(video.dirty), "dirty_revisions": video.dirty}
+
+
+def batch_status(tables: Tables, batch_id: str, now: float) -> dict | None:
+    batch = BatchState.from_dict(tables.batches.get(batch_id))
+    return None if batch is None else batch_view(batch, now)
+
+
+def overview(tables: Tables, activity: Activity, now: float) -> dict:
+    """The dashboard's data: this worker's batches, videos, latest images,
+    failures and event rates."""
+    batches = [batch_view(b, now) for b in (BatchState.from_dict(v) for v in tables.batches.values()) if b]
+    batches.sort(key=lambda b: (b["done"], -(b["updated_at"] or 0)))
+    videos = [{"video_id": v.video_id, "pending": v.pending}
+              for v in (VideoState.from_dict(value) for value in tables.videos.values()) if v is not None]
+    videos.sort(key=lambda v: (-v["pending"], v["video_id"]))
+    return {"now": now, "batches": batches[:MAX_ROWS], "videos": videos[:MAX_ROWS],
+            "recent_images": list(activity.recent_images), "recent_failures": list(activity.recent_failures),
+            "rates": activity.rates(now)}

@@ -19,6 +19,7 @@ class Tables:
     jobs: faust.Table  # job_id -> JobState
     annotations: faust.Table  # annotation_id -> AnnotationState
     videos: faust.Table  # video_id -> VideoState (the video's dirty annotations)
+    batches: faust.Table  # batch_id -> BatchState (per-partition progress shards)
 
 
 def create_tables(app: faust.App) -> Tables:
@@ -31,4 +32,5 @@ def create_tables(app: faust.App) -> Tables:
         jobs=table("jobs", "job_id -> render job status"),
         annotations=table("annotations", "annotation_id -> dirty state of its combined image"),
         videos=table("videos", "video_id -> its dirty annotations"),
+        batches=table("batches", "batch_id -> progress of an import batch, per partition"),
     )

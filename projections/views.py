@@ -1,6 +1,6 @@
 """Read-only JSON over the worker's web server.
 
-Every view answers GET only. A request for a key another worker owns is
+Every view answers GET only (the dashboard page too: it only reads). A request for a key another worker owns is
 forwarded there (``app.router.route_req``), keyed by the entity id so it
 hashes like the entity's Kafka messages. With ``REGEN_WEB_TOKEN`` set, every
 view except ``/health`` wants ``Authorization: Bearer <token>``.
@@ -9,23 +9,34 @@ view except ``/health`` wants ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import hmac
+import time
+from importlib import resources
+from pathlib import Path
 from typing import Any, Callable
 
 import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from projections.queries import annotation_status, asset_status, job_status, video_status
+from projections.activity import Activity
+from projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
 from projections.tables import Tables
 from streams.settings import Settings
 
+DASHBOARD_HTML = resources.files("projections").joinpath("dashboard", "index.html").read_text()
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}
 
-def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict]) -> None:
+
+def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict],
+                   metrics: Callable[[], bytes], activity: Activity) -> None:
     def authorized(request: Request) -> bool:
         if not settings.web_token:
             return True
         given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {settings.web_token}".encode())
+        if hmac.compare_digest(given.encode(), f"Bearer {settings.web_token}".encode()):
+            return True
+        # A browser cannot add a header to <img src>: the dashboard passes ?token=.
+        return hmac.compare_digest(request.query.get("token", "").encode(), settings.web_token.encode())
 
     async def routed(view: View, request: Request, route_key: str, local: Callable[[], Any]) -> Response:
         if not authorized(request):
@@ -66,6 +77,46 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
             return await routed(self, request, video_id, lambda: video_status(tables, video_id)
                                 or {"video_id": video_id, "pending": 0, "dirty_annotations": [],
                                     "dirty_revisions": {}})
+
+    @app.page("/batches/{batch_id}")
+    class BatchView(View):
+        async def get(self, request: Request, batch_id: str) -> Response:
+            return await routed(self, request, batch_id, lambda: batch_status(tables, batch_id, time.time()))
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        """Prometheus text format; behind the token like the rest (scrapers send it)."""
+
+        async def get(self, request: Request) -> Response:
+            if not authorized(request):
+                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+            return self.bytes(metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.page("/dashboard")
+    class DashboardView(View):
+        async def get(self, request: Request) -> Response:
+            # The page itself holds no data; what it fetches asks for the token.
+            return self.html(DASHBOARD_HTML)
+
+    @app.page("/api/overview")
+    class OverviewView(View):
+        async def get(self, request: Request) -> Response:
+            if not authorized(request):
+                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+            return self.json(overview(tables, activity, time.time()))
+
+    @app.page("/images/{path:.+}")
+    class ImageView(View):
+        """Outputs from the image store, read-only, for the dashboard's thumbnails."""
+
+        async def get(self, request: Request, path: str) -> Response:
+            if not authorized(request):
+                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+            store = Path(settings.image_store).resolve()
+            file = (store / path).resolve()
+            if not file.is_relative_to(store) or not file.is_file() or file.suffix.lower() not in IMAGE_TYPES:
+                return self.json({"error": f"no image {path!r} in the store"}, status=404)
+            return self.bytes(file.read_bytes(), content_type=IMAGE_TYPES[file.suffix.lower()])
 
     @app.page("/health")
     class HealthView(View):

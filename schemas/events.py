@@ -47,7 +47,7 @@ class Event:
         values = {k: v for k, v in body.items() if k in names}
         if "target" in values and isinstance(values["target"], dict):
             values["target"] = Target(**values["target"])
-        for list_field in ("crop", "request_ids", "frames_used"):
+        for list_field in ("crop", "request_ids", "frames_used", "failures"):
             if isinstance(values.get(list_field), list):
                 values[list_field] = tuple(values[list_field])
         return cls(**values)

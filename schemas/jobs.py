@@ -61,3 +61,25 @@ class DirtyFlag(Event):
     @property
     def key(self) -> str:
         return self.video_id
+
+
+@dataclass(frozen=True)
+class BatchShard(Event):
+    """One partition's share of an import batch, as its worker sees it now.
+
+    Keyed by batch id so the batch's shards meet in one table partition; a
+    newer shard of the same partition replaces the older one."""
+
+    ce_type: ClassVar[str] = "dev.regen.BatchShard.v1"
+    batch_id: str
+    partition: int
+    total: int
+    completed: int
+    failed: int
+    pending: int
+    at: float  # seconds since the epoch, on the reporting worker
+    failures: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def key(self) -> str:
+        return self.batch_id

@@ -110,21 +110,42 @@ class ImageClient:
     async def request(self, target: Target, variant: str | None = None, *, force: bool = False,
                       timeout: float = 30.0, priority: str = "interactive") -> Completion:
         """Publish an ImageRequested and return its completion; RequestTimeout if none comes."""
-        request = ImageRequested(target=target, variant=variant or default_variant(self.settings, target.kind),
-                                 request_id=uuid.uuid4().hex, priority=priority, force=force)  # type: ignore[arg-type]
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._waiting[request.request_id] = waiter
+        request = self.make_request(target, variant, force=force, priority=priority)
+        (waiter,) = await self.submit([request])
         try:
-            await self._publisher.publish(request)
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
-            if self._follower is not None and self._follower.done() and self._follower.exception():
-                raise RegenError(f"following the results topic failed: {self._follower.exception()}") from None
+            self._check_follower()
             raise RequestTimeout(
                 f"no answer to request {request.request_id} for {target} {request.variant} within {timeout:g} s: "
                 "is a worker running (`regen worker`) and caught up (`regen status`)?") from None
         finally:
-            self._waiting.pop(request.request_id, None)
+            self.forget(request.request_id)
+
+    def make_request(self, target: Target, variant: str | None = None, *, force: bool = False,
+                     priority: str = "interactive") -> ImageRequested:
+        return ImageRequested(target=target, variant=variant or default_variant(self.settings, target.kind),
+                              request_id=uuid.uuid4().hex, priority=priority, force=force)  # type: ignore[arg-type]
+
+    async def submit(self, requests: list[ImageRequested]) -> list[asyncio.Future[Completion]]:
+        """Publish many requests at once (one round trip); each future
+        resolves with its completion. Call :meth:`forget` for the ones you
+        stop waiting for."""
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for request in requests:
+            waiter: asyncio.Future[Completion] = loop.create_future()
+            self._waiting[request.request_id] = waiter
+            waiters.append(waiter)
+        await self._publisher.publish_many(list(requests))
+        return waiters
+
+    def forget(self, request_id: str) -> None:
+        self._waiting.pop(request_id, None)
+
+    def _check_follower(self) -> None:
+        if self._follower is not None and self._follower.done() and self._follower.exception():
+            raise RegenError(f"following the results topic failed: {self._follower.exception()}")
 
 
 async def request_image(kind: TargetKind, target_id: str, variant: str | None = None, *, force: bool = False,

@@ -17,13 +17,14 @@ import orjson
 
 from schemas.events import EVENT_TYPES, Event
 from schemas.exceptions import SchemaError
-from schemas.jobs import DirtyFlag, RenderJob
+from schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from schemas.validation import parse_event
 from streams.exceptions import PoisonEvent
 
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
-_BY_CE_TYPE: dict[str, type[Event]] = {cls.ce_type: cls for cls in (*EVENT_TYPES.values(), RenderJob, DirtyFlag)}
+INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard)
+_BY_CE_TYPE: dict[str, type[Event]] = {cls.ce_type: cls for cls in (*EVENT_TYPES.values(), *INTERNAL_TYPES)}
 
 Headers = list[tuple[str, bytes]]
 
@@ -88,7 +89,7 @@ def decode(value: bytes | None, headers, expected: Sequence[type[Event]]) -> tup
     except orjson.JSONDecodeError as e:
         raise PoisonEvent(f"body is not valid JSON: {e}") from e
     try:
-        if cls in (RenderJob, DirtyFlag):  # internal records: written by regen itself
+        if cls in INTERNAL_TYPES:  # internal records: written by regen itself
             event = cls.from_dict(body)
         else:
             event = parse_event(cls.__name__, body)

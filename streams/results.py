@@ -1,4 +1,5 @@
-"""Following completion events: for the demo, `regen import --follow`, tests."""
+"""Reading topics without a consumer group: following completions (the demo,
+`regen get`, tests) and snapshots of whole topics (replay, repair, rebuild)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ Completion = ImageGenerated | ImageFailed
 
 
 async def follow_records(settings: Settings, bootstrap: str, spec: TopicSpec, *, from_beginning: bool = True,
-                         idle_timeout: float = 120.0) -> AsyncIterator[ConsumerRecord]:
+                         idle_timeout: float = 120.0, start_offsets: dict[int, int] | None = None
+                         ) -> AsyncIterator[ConsumerRecord]:
     """Yield a topic's records as they arrive; stop after ``idle_timeout`` s of silence.
 
     No consumer group: a reader must never take partitions from the workers'
@@ -30,7 +32,10 @@ async def follow_records(settings: Settings, bootstrap: str, spec: TopicSpec, *,
     try:
         tps = [TopicPartition(name, p) for p in await topic_partitions(consumer, name)]
         consumer.assign(tps)
-        if from_beginning:
+        if start_offsets is not None:
+            for tp in tps:
+                consumer.seek(tp, start_offsets.get(tp.partition, 0))
+        elif from_beginning:
             await consumer.seek_to_beginning(*tps)
         else:
             await consumer.seek_to_end(*tps)
@@ -52,9 +57,10 @@ async def read_records(settings: Settings, bootstrap: str, spec: TopicSpec, idle
 
 
 async def follow_completions(settings: Settings, bootstrap: str, *, from_beginning: bool = True,
-                             idle_timeout: float = 120.0) -> AsyncIterator[Completion]:
+                             idle_timeout: float = 120.0, start_offsets: dict[int, int] | None = None
+                             ) -> AsyncIterator[Completion]:
     async for record in follow_records(settings, bootstrap, IMAGES_RESULTS, from_beginning=from_beginning,
-                                       idle_timeout=idle_timeout):
+                                       idle_timeout=idle_timeout, start_offsets=start_offsets):
         try:
             event, _ = decode(record.value, record.headers, IMAGES_RESULTS.event_types)
         except PoisonEvent:
@@ -103,3 +109,69 @@ async def wait_for(settings: Settings, bootstrap: str, want: Callable[[Completio
         raise TimeoutError(f"{len(missing)} of {len(expected)} image(s) not completed within {timeout:g} s: "
                            f"{', '.join(sorted(missing)[:5])}{' …' if len(missing) > 5 else ''}")
     return seen
+
+
+async def read_to_end(bootstrap: str, topic: str, *, since_ms: int | None = None,
+                      on_record: Callable[[ConsumerRecord], None] | None = None) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning (or from the first record
+    at or after ``since_ms``) up to the end offsets as they are *now*: a
+    snapshot that ends, however busy the topic is. No consumer group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        if since_ms is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            for tp in tps:
+                consumer.seek(tp, found[tp].offset if found[tp] is not None else ends[tp])
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        records: list[ConsumerRecord] = []
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            for tp, batch in batches.items():
+                for record in batch:
+                    if record.offset < ends[tp]:
+                        records.append(record)
+                        if on_record is not None:
+                            on_record(record)
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog: ``<app id>-<table>-changelog``."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+async def read_table(settings: Settings, bootstrap: str, table: str) -> dict[str, dict]:
+    """A table as the workers hold it: the latest value of every key in its
+    changelog (a deleted key's tombstone removes it)."""
+    import orjson
+
+    rows: dict[str, dict] = {}
+    for record in await read_to_end(bootstrap, changelog_topic(settings, table)):
+        key = record.key.decode() if record.key is not None else ""
+        if record.value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = orjson.loads(record.value)
+    return rows
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Where each partition of ``topic`` ends now: follow from here to see
+    only what is published after this call."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()

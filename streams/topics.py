@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
-from schemas.jobs import DirtyFlag, RenderJob
+from schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from streams.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
@@ -36,6 +36,8 @@ RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "ren
 RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
 RENDER_RETRY = TopicSpec("render.retry", (RenderJob,), WEEK_MS, "jobs waiting out a retry delay")
 ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
+BATCH_PROGRESS = TopicSpec("batches.progress", (BatchShard,), WEEK_MS,
+                           "per-partition progress of import batches, keyed by batch")
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
 
 ALL_TOPICS = (
@@ -47,6 +49,7 @@ ALL_TOPICS = (
     RENDER_BACKGROUND,
     RENDER_RETRY,
     ANNOTATIONS_DIRTY,
+    BATCH_PROGRESS,
     DEADLETTER,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
@@ -58,6 +61,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     ImageFailed: IMAGES_RESULTS,
     RenderJob: RENDER_BACKGROUND,
     DirtyFlag: ANNOTATIONS_DIRTY,
+    BatchShard: BATCH_PROGRESS,
 }
 
 

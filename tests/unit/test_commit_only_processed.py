@@ -28,6 +28,11 @@ def app(tmp_path):
     yield app
 
 
+class _Rec:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
 def message(app, offset: int, generation_id: int):
     record = ConsumerRecord(
         topic=TOPIC, partition=0, offset=offset, timestamp=0, timestamp_type=0,
@@ -81,7 +86,7 @@ async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):
     consumer = app.consumer
     consumer.resume_flow()
     consumer._active_partitions = {PARTITION}
-    fetched = {PARTITION: ["a record fetched from the old position"]}
+    fetched = {PARTITION: [_Rec(3)]}
 
     async def fetch_during_which_the_group_rebalances(active_partitions, timeout):
         app.consumer_generation_id += 1
@@ -97,3 +102,35 @@ async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):
     consumer._getmany = fetch_within_one_generation
     records, _ = await consumer._wait_next_records(0.1)
     assert records == fetched
+
+
+
+async def test_records_reach_faust_in_sequence_or_are_fetched_again(app):
+    consumer = app.consumer
+    seeks = []
+
+    async def seek_in_the_fetcher(tp, offset):
+        seeks.append((tp, offset))
+
+    consumer._seek = seek_in_the_fetcher
+    await consumer.seek(PARTITION, 24)  # as recovery does, to the committed offset
+
+    # Records fetched before the seek show up first: a hole 24..34.
+    assert await consumer._in_sequence(PARTITION, [_Rec(o) for o in range(35, 40)]) == []
+    assert seeks[-1] == (PARTITION, 24), "fetched again from where the hole starts"
+    in_order = await consumer._in_sequence(PARTITION, [_Rec(o) for o in range(22, 30)])
+    assert [r.offset for r in in_order] == list(range(24, 30)), "already delivered records are not repeated"
+    assert [r.offset for r in await consumer._in_sequence(PARTITION, [_Rec(30)])] == [30]
+
+
+async def test_a_hole_that_is_still_there_after_fetching_again_is_real(app):
+    consumer = app.consumer
+
+    async def seek_in_the_fetcher(tp, offset):
+        pass
+
+    consumer._seek = seek_in_the_fetcher
+    await consumer.seek(PARTITION, 10)
+    assert await consumer._in_sequence(PARTITION, [_Rec(12)]) == []
+    # Offsets 10 and 11 do not exist (a transaction's markers): the same record comes first again.
+    assert [r.offset for r in await consumer._in_sequence(PARTITION, [_Rec(12), _Rec(13)])] == [12, 13]

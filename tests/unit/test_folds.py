@@ -156,3 +156,25 @@ def test_retrying_then_completed():
     done = folds.job_generated(second, generated(attempts=2))
     assert done.status == "completed" and done.error is None
     assert folds.job_retrying(done, replace(job, attempt=3), "x", "late", AT) is done
+
+
+def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
+    from projections.replay import ReplayItem, replay_items
+    from schemas.events import AssetImported, BoundaryChanged, Target
+
+    def imported(asset_id: str, sha: str) -> AssetImported:
+        return AssetImported(asset_id=asset_id, uri=f"{asset_id}.jpg", media_type="image", sha256=sha * 64,
+                             size_bytes=1, imported_at="2026-01-01T00:00:00Z")
+
+    def moved(annotation_id: str, revision: int) -> BoundaryChanged:
+        return BoundaryChanged(annotation_id=annotation_id, video_id="v", start_frame=0, end_frame=5,
+                               revision=revision, source="v.mp4")
+
+    events = [imported("a", "1"), moved("n", 2), imported("b", "2"), imported("a", "3"), moved("n", 1)]
+    items = replay_items(events, thumbnail_variants=("h400.jpg", "h400.webp"), composite_variant="full.png")
+    assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"), ReplayItem(Target("thumbnail", "a"), "h400.webp"),
+                     ReplayItem(Target("thumbnail", "b"), "h400.jpg"), ReplayItem(Target("thumbnail", "b"), "h400.webp"),
+                     ReplayItem(Target("composite", "n"), "full.png")]
+    only_new = replay_items(events, thumbnail_variants=("h400.jpg",), composite_variant="full.png",
+                            only_variants=("w800.webp",))
+    assert [i.variant for i in only_new] == ["w800.webp", "w800.webp"]

@@ -1,0 +1,64 @@
+"""Prometheus metrics of one worker, served at /metrics.
+
+Counters are bumped where things happen (intake, render, dead letters);
+gauges that describe state — queue depth per lane, pending dirty
+annotations — are read from the consumer and the tables when scraped, so
+they cannot drift from what the worker holds.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+# Render times run from a few ms (a small JPEG) to tens of seconds (a long
+# composite): buckets from 5 ms to 60 s.
+RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # One registry per worker, not the process-wide default: tests and
+        # benchmarks run several apps in one interpreter.
+        self.registry = CollectorRegistry()
+        self.events_in = Counter("regen_events_in", "Events consumed, by type", ["type"], registry=self.registry)
+        self.renders = Counter("regen_renders", "Finished renders, by outcome "
+                               "(generated, cache_hit, failed_permanent, failed_exhausted, failed_timeout)",
+                               ["outcome"], registry=self.registry)
+        self.render_seconds = Histogram("regen_render_seconds", "Time in a render process per job, by kind",
+                                        ["kind"], buckets=RENDER_BUCKETS, registry=self.registry)
+        self.retries = Counter("regen_retries", "Render attempts sent to the retry topic", registry=self.registry)
+        self.deadletters = Counter("regen_deadletters", "Events sent to the dead-letter topic",
+                                   registry=self.registry)
+        self.requests_answered = Counter("regen_requests_answered", "Requests answered at once from a finished job",
+                                         ["answer"], registry=self.registry)
+
+    def watch(self, queue_depth: Callable[[], Iterable[tuple[str, int]]],
+              pending_dirty: Callable[[], int]) -> None:
+        """Gauges computed at scrape time."""
+        self.registry.register(_StateCollector(queue_depth, pending_dirty))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    def __init__(self, queue_depth, pending_dirty) -> None:
+        self._queue_depth = queue_depth
+        self._pending_dirty = pending_dirty
+
+    def describe(self):
+        return []  # collected fresh every scrape; nothing to check at registration
+
+    def collect(self):
+        depth = GaugeMetricFamily("regen_queue_depth", "Jobs in a render lane not yet done (consumer lag "
+                                  "of this worker's partitions plus jobs waiting for a render process)",
+                                  labels=["lane"])
+        for lane, value in self._queue_depth():
+            depth.add_metric([lane], value)
+        yield depth
+        yield GaugeMetricFamily("regen_pending_dirty_annotations",
+                                "Annotations whose composite is stale, in this worker's videos",
+                                value=self._pending_dirty())

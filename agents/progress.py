@@ -1,0 +1,55 @@
+"""Batch progress: each worker reports its partitions' share of every batch
+whose items changed; the batch-progress agent folds the shards by batch.
+
+See projections/progress.py for why shards, and why they replace each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agents.context import WorkerContext
+from agents.handling import register_event_agent
+from projections.progress import BatchState, BatchTracker, batch_shard_reported
+from projections.state import AssetState
+from schemas.jobs import BatchShard
+from streams.topics import ASSETS_IMPORTED, BATCH_PROGRESS, topic_name
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY_S = 1.0
+
+
+def register_progress(ctx: WorkerContext) -> None:
+    ctx.batches = BatchTracker(ctx.settings.pregenerate_variants)
+    register_event_agent(ctx, BATCH_PROGRESS, "batch-progress", on_batch_shard)
+    owned: dict[str, frozenset[int]] = {"partitions": frozenset()}
+
+    @ctx.app.timer(REPORT_EVERY_S, name="batch-reporter")
+    async def batch_reporter():
+        if not ctx.app.tables.recovery.completed.is_set():
+            return
+        partitions = _assigned_partitions(ctx)
+        if partitions != owned["partitions"]:
+            # After a rebalance: forget what moved away, learn what moved here.
+            ctx.batches.forget_partitions(set(partitions))
+            for value in ctx.tables.assets.values():
+                asset = AssetState.from_dict(value)
+                if asset is not None and asset.partition in partitions - owned["partitions"]:
+                    ctx.batches.observe(asset, asset.partition)
+            owned["partitions"] = partitions
+        for shard in ctx.batches.take_changed(time.time()):
+            await ctx.emit(BATCH_PROGRESS, shard)
+
+
+def _assigned_partitions(ctx: WorkerContext) -> frozenset[int]:
+    name = topic_name(ctx.settings, ASSETS_IMPORTED)
+    return frozenset(tp.partition for tp in ctx.app.consumer.assignment() if tp.topic == name)
+
+
+async def on_batch_shard(ctx: WorkerContext, shard: BatchShard) -> None:
+    before = BatchState.from_dict(ctx.tables.batches.get(shard.batch_id))
+    after = batch_shard_reported(before, shard)
+    if after is not before:
+        ctx.tables.batches[shard.batch_id] = after.to_dict()

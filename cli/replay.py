@@ -1,0 +1,181 @@
+"""`regen replay`: re-feed the source topics to the renderers.
+
+The source events themselves are never published again (the topics stay
+the record of what happened). Instead, for every target they name — the
+latest import of each asset, the latest revision of each annotation — the
+replay publishes a background ImageRequested and waits for its answer:
+
+- an output in the store with its recorded size and sha256 is a cache hit
+  (skipped), unless ``--force``;
+- a missing or changed output is rendered again;
+- the completion names the replay's request, so the counts are exact.
+
+Interrupting is safe: running it again skips what is already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from projections.replay import ReplayItem, replay_items
+from schemas.events import ImageFailed, ImageGenerated
+from streams.client import ImageClient
+from streams.codec import decode
+from streams.connection import bootstrap_servers
+from streams.exceptions import PoisonEvent, RegenError
+from streams.results import read_to_end
+from streams.settings import Settings
+from streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, TopicSpec, topic_name
+
+SOURCE_TOPICS: dict[str, TopicSpec] = {spec.suffix: spec for spec in (ASSETS_IMPORTED, BOUNDARIES_CHANGED)}
+# Requests in flight at once: enough to keep every render process and the
+# intake busy, few enough that an interrupted replay leaves little behind.
+WINDOW = 500
+
+
+@dataclass
+class ReplaySummary:
+    seen: int = 0  # source events read
+    targets: int = 0  # target-variant pairs asked for
+    rendered: int = 0
+    skipped: int = 0  # already in the store, intact
+    failed: int = 0
+    unanswered: int = 0
+    seconds: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"seen": self.seen, "targets": self.targets, "rendered": self.rendered, "skipped": self.skipped,
+                "failed": self.failed, "unanswered": self.unanswered, "seconds": round(self.seconds, 2),
+                "failures": self.failures[:20]}
+
+    def describe(self) -> str:
+        rate = self.targets / self.seconds if self.seconds else 0.0
+        text = (f"replayed {self.seen} source event(s) -> {self.targets} image(s): {self.rendered} rendered, "
+                f"{self.skipped} skipped (intact), {self.failed} failed in {self.seconds:.1f} s ({rate:.0f}/s)")
+        if self.unanswered:
+            text += f"; {self.unanswered} not answered yet (still queued: run it again later)"
+        for failure in self.failures[:10]:
+            text += f"\n  failed {failure['target']} {failure['variant']}: {failure['reason']}: {failure['error']}"
+        return text
+
+
+def parse_since(text: str) -> int:
+    """ISO 8601 time (UTC unless it says otherwise) -> epoch milliseconds."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RegenError(f"--since {text!r} is not a time like 2026-11-21T14:00:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+async def read_items(settings: Settings, bootstrap: str, topics: tuple[str, ...], since_ms: int | None,
+                     variants: tuple[str, ...], progress: bool) -> tuple[int, list[ReplayItem]]:
+    unknown = [t for t in topics if t not in SOURCE_TOPICS]
+    if unknown:
+        raise RegenError(f"--topic {', '.join(unknown)}: not a source topic (choose from {', '.join(SOURCE_TOPICS)})")
+    not_configured = [v for v in variants if v not in settings.variants]
+    if not_configured:
+        raise RegenError(f"--variant {', '.join(not_configured)} is not configured (REGEN_VARIANTS: "
+                         f"{', '.join(settings.variants)})")
+    events = []
+    bar = tqdm(desc="reading", unit=" events", disable=not progress, leave=False)
+    for suffix in topics or tuple(SOURCE_TOPICS):
+        spec = SOURCE_TOPICS[suffix]
+        for record in await read_to_end(bootstrap, topic_name(settings, spec), since_ms=since_ms,
+                                        on_record=lambda _: bar.update()):
+            try:
+                events.append(decode(record.value, record.headers, spec.event_types)[0])
+            except PoisonEvent:
+                continue  # it went to the dead-letter topic when the worker met it
+    bar.close()
+    return len(events), replay_items(events, thumbnail_variants=settings.pregenerate_variants,
+                                     composite_variant=settings.composite_variant, only_variants=variants)
+
+
+async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: int | None = None,
+                 variants: tuple[str, ...] = (), force: bool = False, wait: bool = True,
+                 timeout: float = 3600.0, progress: bool = True) -> ReplaySummary:
+    bootstrap = bootstrap_servers(settings)
+    started = time.monotonic()
+    summary = ReplaySummary()
+    summary.seen, items = await read_items(settings, bootstrap, topics, since_ms, variants, progress)
+    summary.targets = len(items)
+    async with ImageClient(settings, bootstrap, source="regen/replay") as client:
+        requests = [client.make_request(i.target, i.variant, force=force, priority="background") for i in items]
+        if not wait:
+            for start in range(0, len(requests), WINDOW):
+                waiters = await client.submit(requests[start:start + WINDOW])
+                for w in waiters:
+                    w.cancel()
+            summary.unanswered = len(requests)
+            summary.seconds = time.monotonic() - started
+            return summary
+        bar = tqdm(total=len(requests), desc="replaying", unit=" images", disable=not progress)
+        try:
+            await _run_windowed(client, requests, summary, bar, timeout)
+        finally:
+            bar.close()
+            summary.seconds = time.monotonic() - started
+    return summary
+
+
+async def _run_windowed(client: ImageClient, requests, summary: ReplaySummary, bar, timeout: float) -> None:
+    """Keep up to WINDOW requests in flight; count each answer as it comes."""
+    pending: set[asyncio.Future] = set()
+    by_waiter: dict[asyncio.Future, object] = {}
+    deadline = time.monotonic() + timeout
+    queue = list(reversed(requests))
+    try:
+        while queue or pending:
+            room = WINDOW - len(pending)
+            if queue and room > 0:
+                batch = [queue.pop() for _ in range(min(room, len(queue)))]
+                for request, waiter in zip(batch, await client.submit(batch)):
+                    pending.add(waiter)
+                    by_waiter[waiter] = request
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=min(left, 5.0), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in done:
+                request = by_waiter.pop(waiter)
+                client.forget(request.request_id)
+                _count(summary, waiter.result())
+                bar.update()
+    finally:
+        summary.unanswered = len(pending) + len(queue)
+        for waiter in pending:
+            client.forget(by_waiter[waiter].request_id)
+            waiter.cancel()
+
+
+def _count(summary: ReplaySummary, completion) -> None:
+    if isinstance(completion, ImageGenerated):
+        if completion.cache_hit:
+            summary.skipped += 1
+        else:
+            summary.rendered += 1
+    elif isinstance(completion, ImageFailed):
+        summary.failed += 1
+        summary.failures.append({"target": str(completion.target), "variant": completion.variant,
+                                 "reason": completion.reason, "error": completion.error})
+
+
+def dry_run(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: int | None = None,
+            variants: tuple[str, ...] = ()) -> dict:
+    """What a replay would ask for, without asking."""
+    seen, items = asyncio.run(read_items(settings, bootstrap_servers(settings), topics, since_ms, variants, True))
+    kinds: dict[str, int] = {}
+    for item in items:
+        kinds[item.target.kind] = kinds.get(item.target.kind, 0) + 1
+    return {"seen": seen, "targets": len(items), "by_kind": kinds,
+            "variants": sorted({i.variant for i in items}), "image_store": str(Path(settings.image_store))}

@@ -1,0 +1,160 @@
+"""Projections rebuilt from the source and completion events alone, and the
+comparison with the live ones.
+
+Pure: the caller reads the topics (in timestamp order) and the live tables.
+
+What is compared is what the events determine. Live tables also hold what
+only a worker saw — a job that is running or retrying right now, a job
+superseded before it started, timestamps of the last state change — which
+no topic of events records; those fields are left out, and in-flight live
+entries are counted, not compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from projections import folds
+from projections.state import AnnotationState, AssetState, JobState, VideoState
+from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated
+
+TABLES = ("assets", "jobs", "annotations", "videos")
+
+
+@dataclass
+class Projections:
+    assets: dict[str, dict] = field(default_factory=dict)
+    jobs: dict[str, dict] = field(default_factory=dict)
+    annotations: dict[str, dict] = field(default_factory=dict)
+    videos: dict[str, dict] = field(default_factory=dict)
+
+    def table(self, name: str) -> dict[str, dict]:
+        return getattr(self, name)
+
+
+def rebuild(events: Iterable[Event], at: str = "") -> Projections:
+    """Fold every event, in the order given, with the workers' own folds."""
+    p = Projections()
+    for event in events:
+        if isinstance(event, AssetImported):
+            before = AssetState.from_dict(p.assets.get(event.asset_id))
+            p.assets[event.asset_id] = folds.asset_imported(before, event).to_dict()
+        elif isinstance(event, BoundaryChanged):
+            before_annotation = AnnotationState.from_dict(p.annotations.get(event.annotation_id))
+            after = folds.boundary_changed(before_annotation, event, at)
+            _annotation_changed(p, before_annotation, after)
+        elif isinstance(event, (ImageGenerated, ImageFailed)) and event.job_id:
+            _completion(p, event)
+    return p
+
+
+def _completion(p: Projections, event: ImageGenerated | ImageFailed) -> None:
+    job = JobState.from_dict(p.jobs.get(event.job_id))
+    generated = isinstance(event, ImageGenerated)
+    p.jobs[event.job_id] = (folds.job_generated(job, event) if generated else folds.job_failed(job, event)).to_dict()
+    if event.target.kind == "thumbnail":
+        asset = AssetState.from_dict(p.assets.get(event.target.id))
+        if asset is not None:
+            fold = folds.asset_image_generated if generated else folds.asset_image_failed
+            p.assets[event.target.id] = fold(asset, event).to_dict()
+        return
+    annotation = AnnotationState.from_dict(p.annotations.get(event.target.id))
+    if annotation is not None:
+        fold = folds.annotation_rendered if generated else folds.annotation_failed
+        _annotation_changed(p, annotation, fold(annotation, event))
+
+
+def _annotation_changed(p: Projections, before: AnnotationState | None, after: AnnotationState) -> None:
+    p.annotations[after.annotation_id] = after.to_dict()
+    flag = folds.dirty_flag_changed(before, after)
+    if flag is not None:
+        video = VideoState.from_dict(p.videos.get(flag.video_id))
+        p.videos[flag.video_id] = folds.video_flagged(video, flag).to_dict()
+
+
+# --- comparison --------------------------------------------------------------
+
+IN_FLIGHT = frozenset({"pending", "running", "retrying"})
+
+
+def comparable(table: str, value: dict) -> dict | None:
+    """The part of a table value that the events determine; None: not comparable (in flight)."""
+    if table == "assets":
+        asset = AssetState.from_dict(value)
+        variants = {}
+        for name, entry in asset.variants.items():
+            if entry["status"] in IN_FLIGHT or entry["status"] == "superseded":
+                continue
+            variants[name] = {"status": entry["status"], "revision": entry["revision"],
+                              "sha256": (entry.get("output") or {}).get("sha256")}
+        return {"revision": asset.revision, "sha256": asset.sha256, "uri": asset.uri, "batch_id": asset.batch_id,
+                "variants": variants}
+    if table == "jobs":
+        job = JobState.from_dict(value)
+        if job.status not in ("completed", "failed"):
+            return None
+        return {"status": job.status, "revision": job.revision, "sha256": (job.output or {}).get("sha256"),
+                "reason": job.reason, "error_code": job.error_code}
+    if table == "annotations":
+        a = AnnotationState.from_dict(value)
+        return {"video_id": a.video_id, "span": [a.start_frame, a.end_frame], "crop": list(a.crop) if a.crop else None,
+                "wanted_revision": a.wanted_revision, "rendered_revision": a.rendered_revision, "dirty": a.dirty,
+                "failed_revision": a.failed_revision, "sha256": (a.output or {}).get("sha256"),
+                "frames_used": list(a.frames_used) if a.frames_used else None}
+    video = VideoState.from_dict(value)
+    return {"dirty": dict(sorted(video.dirty.items()))}
+
+
+@dataclass
+class Difference:
+    table: str
+    key: str
+    live: dict | None
+    rebuilt: dict | None
+
+    def describe(self) -> str:
+        if self.live is None:
+            return f"{self.table}/{self.key}: only in the rebuilt projections"
+        if self.rebuilt is None:
+            return f"{self.table}/{self.key}: only in the live projections"
+        fields = sorted(k for k in self.live.keys() | self.rebuilt.keys() if self.live.get(k) != self.rebuilt.get(k))
+        shown = "; ".join(f"{k}: live {self.live.get(k)!r} != rebuilt {self.rebuilt.get(k)!r}" for k in fields)
+        return f"{self.table}/{self.key}: {shown}"
+
+
+@dataclass
+class Comparison:
+    compared: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+
+def compare(live: Projections, rebuilt: Projections) -> Comparison:
+    result = Comparison()
+    for table in TABLES:
+        live_rows, rebuilt_rows = live.table(table), rebuilt.table(table)
+        compared = in_flight = 0
+        for key in sorted(live_rows.keys() | rebuilt_rows.keys()):
+            live_value = comparable(table, live_rows[key]) if key in live_rows else None
+            rebuilt_value = comparable(table, rebuilt_rows[key]) if key in rebuilt_rows else None
+            if key in live_rows and live_value is None:
+                in_flight += 1
+                continue
+            if table == "assets" and live_value is not None and rebuilt_value is not None:
+                # A variant being rendered again right now is compared once it is done.
+                busy = set(AssetState.from_dict(live_rows[key]).variants) - set(live_value["variants"])
+                in_flight += bool(busy)
+                rebuilt_value["variants"] = {k: v for k, v in rebuilt_value["variants"].items() if k not in busy}
+            if table == "videos" and not (live_value or {}).get("dirty") and not (rebuilt_value or {}).get("dirty"):
+                continue  # a video with nothing pending, kept or not, is the same
+            compared += 1
+            if live_value != rebuilt_value:
+                result.differences.append(Difference(table, key, live_value, rebuilt_value))
+        result.compared[table] = compared
+        result.in_flight[table] = in_flight
+    return result

@@ -1,0 +1,71 @@
+"""The dashboard in a real headless Chromium (Debian's), asserting on what a
+person sees: numbers that update after events, thumbnails that appear."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+from cli.importer import scan
+from streams.publisher import Publisher
+from tests.integration.conftest import run
+
+CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling out, and
+# this machine's closed network refuses it (slowly).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("REGEN_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+async def publish_all(settings, bootstrap, events) -> None:
+    async with Publisher(settings, bootstrap, source="tests") as publisher:
+        await publisher.publish_many(events)
+
+
+def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(start_worker, corpus):
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    worker = start_worker(REGEN_WEB_TOKEN="s3cret", REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    base = f"http://127.0.0.1:{settings.web_port}"
+    photos = sorted((corpus / "photos").glob("Portrait_*.jpg"))[:5] + [corpus / "bad" / "broken.png"]
+    imports = [s.event for s in scan(photos, [corpus], "walk")]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base}/dashboard?token=s3cret")
+            expect(page.get_by_test_id("status")).to_contain_text("live", timeout=15_000)
+            expect(page.get_by_test_id("batches")).to_contain_text("no batches yet")
+            expect(page.get_by_test_id("images")).to_contain_text("nothing rendered yet")
+
+            run(publish_all(settings, bootstrap, imports))
+
+            batch = page.locator('[data-batch="walk"]')
+            expect(batch.get_by_test_id("batch-count")).to_have_text("6 / 6", timeout=60_000)
+            expect(batch.get_by_test_id("batch-eta")).to_have_text("done")
+            expect(batch.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100.0")
+            expect(page.get_by_test_id("image")).to_have_count(5, timeout=15_000)
+            # The thumbnails are real images the browser decoded, not broken icons.
+            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=image] img')]"
+                                   ".filter(i => i.complete && i.naturalWidth > 0).length === 5", timeout=15_000)
+            failure = page.get_by_test_id("failure")
+            expect(failure).to_have_count(1)
+            expect(failure).to_contain_text("permanent")
+            expect(failure).to_contain_text("broken.png")
+            heights = [float(point.split(",")[1]) for point in
+                       page.locator("#rates polyline").get_attribute("points").split()]
+            assert min(heights) < 118, "the event rate chart shows the burst of events"
+            expect(page.get_by_test_id("rate-summary")).to_contain_text("events/s")
+
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            locked = browser.new_page()
+            locked.goto(f"{base}/dashboard")
+            expect(locked.get_by_test_id("status")).to_contain_text("token needed", timeout=15_000)
+        finally:
+            browser.close()
