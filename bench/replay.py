@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+from bench.harness import broker, worker
 from bench.requests import make_photos
-from bench.thumbnails import free_port
 from cli.importer import scan
 from cli.replay import replay
-from streams import local_broker
 from streams.publisher import Publisher
 from streams.results import wait_for
 from streams.settings import Settings
@@ -53,41 +48,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="regen-bench-replay-"))
     media = work / "media"
     photos = make_photos(media, args.photos, "r")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or local_broker.start(work / "broker", progress=print).bootstrap
-    run_id = uuid.uuid4().hex[:8]
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_APP_ID": f"bench-{run_id}",
-           "REGEN_TOPIC_PREFIX": f"bench-{run_id}", "REGEN_STATE_DIR": str(work / "state"),
-           "REGEN_IMAGE_STORE": str(work / "images"), "REGEN_MEDIA_ROOTS": str(media),
-           "REGEN_WEB_PORT": str(free_port()), "REGEN_RENDER_PROCESSES": "2",
-           "REGEN_PREGENERATE_VARIANTS": "h400.jpg", "REGEN_LOG_LEVEL": "warning"}
-    settings = Settings.from_env(env)
-    with open(work / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        events = [s.event for s in scan(photos, [media], "replay-bench")]
-        asyncio.run(live(settings, bootstrap, events[:1]))  # warm-up: start-up is not timed
-        live_rate = asyncio.run(live(settings, bootstrap, events[1:]))
-        print(f"live pipeline   {live_rate:8.1f} images/s   ({len(events) - 1} imports)", flush=True)
+        with broker(work) as bootstrap, worker(bootstrap, work / "state", media) as settings:
+            events = [s.event for s in scan(photos, [media], "replay-bench")]
+            asyncio.run(live(settings, bootstrap, events[:1]))  # warm-up: start-up is not timed
+            live_rate = asyncio.run(live(settings, bootstrap, events[1:]))
+            print(f"live pipeline   {live_rate:8.1f} images/s   ({len(events) - 1} imports)", flush=True)
 
-        skip = asyncio.run(replay(settings, progress=False))
-        assert skip.skipped == len(events) and not skip.rendered, skip.describe()
-        print(f"replay, skip    {skip.targets / skip.seconds:8.1f} images/s   {skip.seen / skip.seconds:8.1f} "
-              f"source events/s (target >= 2000)", flush=True)
+            skip = asyncio.run(replay(settings, progress=False))
+            assert skip.skipped == len(events) and not skip.rendered, skip.describe()
+            print(f"replay, skip    {skip.targets / skip.seconds:8.1f} images/s   {skip.seen / skip.seconds:8.1f} "
+                  f"source events/s (target >= 2000)", flush=True)
 
-        shutil.rmtree(settings.image_store)
-        rebuild = asyncio.run(replay(settings, progress=False))
-        assert rebuild.rendered == len(events), rebuild.describe()
-        rebuild_rate = rebuild.targets / rebuild.seconds
-        print(f"replay, rebuild {rebuild_rate:8.1f} images/s   {rebuild_rate / live_rate:5.2f} x live "
-              f"(target >= 0.90)", flush=True)
+            shutil.rmtree(settings.image_store)
+            rebuild = asyncio.run(replay(settings, progress=False))
+            assert rebuild.rendered == len(events), rebuild.describe()
+            rebuild_rate = rebuild.targets / rebuild.seconds
+            print(f"replay, rebuild {rebuild_rate:8.1f} images/s   {rebuild_rate / live_rate:5.2f} x live "
+                  f"(target >= 0.90)", flush=True)
     finally:
-        worker.terminate()
-        worker.wait(30)
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            local_broker.stop(work / "broker")
         shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

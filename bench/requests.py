@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from bench.thumbnails import free_port
+from bench.harness import broker, worker
 from cli.importer import scan
 from schemas.events import ImageGenerated, Target
-from streams import local_broker
 from streams.client import ImageClient
 from streams.publisher import Publisher
 from streams.results import follow_completions, wait_for
@@ -120,30 +115,16 @@ def main() -> None:
     media = work / "media"
     interactive_photos = make_photos(media / "asked", 2 * args.requests, "a")
     background_photos = make_photos(media / "backlog", args.background, "b")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or local_broker.start(work / "broker", progress=print).bootstrap
-    run_id = uuid.uuid4().hex[:8]
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_APP_ID": f"bench-{run_id}",
-           "REGEN_TOPIC_PREFIX": f"bench-{run_id}", "REGEN_STATE_DIR": str(work / "state"),
-           "REGEN_IMAGE_STORE": str(work / "images"), "REGEN_MEDIA_ROOTS": str(media),
-           "REGEN_WEB_PORT": str(free_port()), "REGEN_RENDER_PROCESSES": "2",
-           "REGEN_PREGENERATE_VARIANTS": "h400.jpg", "REGEN_VARIANTS": "h400.jpg,h200.jpg,w120.jpg,full.png",
-           "REGEN_LOG_LEVEL": "warning"}
-    settings = Settings.from_env(env)
-    with open(work / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        interactive = [s.event for s in scan(interactive_photos, [media], "asked")]
-        background = [s.event for s in scan(background_photos, [media], "backlog")]
-        # The photos that will be asked for are imported (and pre-generated) first.
-        asyncio.run(publish(settings, bootstrap, interactive))
-        asyncio.run(wait_for(settings, bootstrap, lambda c: c.target.id, {e.asset_id for e in interactive}, 300))
-        results = asyncio.run(measure(settings, bootstrap, interactive, background, args.requests))
+        with broker(work) as bootstrap, worker(bootstrap, work / "state", media, REGEN_PREGENERATE_VARIANTS="h400.jpg",
+                                               REGEN_VARIANTS="h400.jpg,h200.jpg,w120.jpg,full.png") as settings:
+            interactive = [s.event for s in scan(interactive_photos, [media], "asked")]
+            background = [s.event for s in scan(background_photos, [media], "backlog")]
+            # The photos that will be asked for are imported (and pre-generated) first.
+            asyncio.run(publish(settings, bootstrap, interactive))
+            asyncio.run(wait_for(settings, bootstrap, lambda c: c.target.id, {e.asset_id for e in interactive}, 300))
+            results = asyncio.run(measure(settings, bootstrap, interactive, background, args.requests))
     finally:
-        worker.terminate()
-        worker.wait(30)
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            local_broker.stop(work / "broker")
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"{args.requests} uncached requests per phase (h200.jpg of 1800x1200 photos), "

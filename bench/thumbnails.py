@@ -21,21 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from bench.harness import broker, worker
 from cli.importer import scan
 from imaging.render import ThumbnailTask, run_thumbnail_task
-from streams import local_broker
 from streams.publisher import Publisher
 from streams.results import wait_for
 from streams.settings import Settings
@@ -80,34 +75,15 @@ def raw_loop(paths: list[Path], root: Path) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pipeline(paths: list[Path], root: Path, bootstrap: str, processes: int) -> float:
-    run_id = uuid.uuid4().hex[:8]
     state = Path(tempfile.mkdtemp(prefix="regen-bench-state-"))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_APP_ID": f"bench-{run_id}",
-           "REGEN_TOPIC_PREFIX": f"bench-{run_id}", "REGEN_STATE_DIR": str(state),
-           "REGEN_IMAGE_STORE": str(state / "images"), "REGEN_MEDIA_ROOTS": str(root),
-           "REGEN_WEB_PORT": str(free_port()), "REGEN_RENDER_PROCESSES": str(processes),
-           "REGEN_PREGENERATE_VARIANTS": "h400.jpg", "REGEN_LOG_LEVEL": "warning"}
-    settings = Settings.from_env(env)
-    with open(state / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        events = [s.event for s in scan(paths, [root], batch_id=run_id)]
+    with worker(bootstrap, state, root, processes) as settings:
+        events = [s.event for s in scan(paths, [root], batch_id=state.name)]
         # Warm up: one event through every stage so start-up is not timed.
         asyncio.run(_publish_and_wait(settings, bootstrap, events[:1]))
         started = time.perf_counter()
         asyncio.run(_publish_and_wait(settings, bootstrap, events[1:]))
         return (len(events) - 1) / (time.perf_counter() - started)
-    finally:
-        worker.terminate()
-        worker.wait(30)
 
 
 async def _publish_and_wait(settings: Settings, bootstrap: str, events) -> None:
@@ -137,16 +113,11 @@ def main() -> None:
     print(f"naive Pillow loop        {naive:7.1f} thumbnails/s", flush=True)
     print(f"raw render loop          {raw:7.1f} thumbnails/s   {raw / naive:5.2f} x naive", flush=True)
 
-    state = Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or local_broker.start(state, progress=print).bootstrap
-    try:
+    with broker(Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))) as bootstrap:
         for processes in (1, 2):
             rate = median(lambda: pipeline(paths, root, bootstrap, processes), args.repeats)
             print(f"pipeline, {processes} process{'es' if processes > 1 else '  '}   {rate:7.1f} thumbnails/s   "
                   f"{rate / raw:5.2f} x raw loop", flush=True)
-    finally:
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            local_broker.stop(state)
 
 
 if __name__ == "__main__":

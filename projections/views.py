@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ from projections.queries import annotation_status, asset_status, batch_status, j
 from projections.tables import Tables
 from streams.settings import Settings
 
-DASHBOARD_HTML = resources.files("projections").joinpath("dashboard", "index.html").read_text()
+DASHBOARD_HTML = (Path(__file__).parent / "dashboard" / "index.html").read_text(encoding="utf-8")
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}
 
 
