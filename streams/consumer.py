@@ -40,20 +40,31 @@ restart always causes (the new member joins, then the dead one times out):
    the commit moves past them — and when 24..34 do arrive they are below
    its read offset and dropped. Seen with logging in the bounce test: gaps
    of one fetch batch on every partition right after a restart, then the
-   same offsets "DROPPED". Fix: records of acked topics reach Faust in
-   sequence, or not at all (see ``_in_sequence``).
+   same offsets "DROPPED". Faust's loop also marks a record as read when
+   flow was suspended before it was delivered. Fix: a delivery loop of our
+   own (``_drain_messages``) that delivers records of acked topics in
+   sequence and seeks back over any hole.
 
 At-least-once, never at-most-once: every handler in regen is idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Optional, Set, Tuple
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.transport.consumer import RecordMap
 from faust.types import TP, Message
+
+# A hole in a partition's offsets is fetched again at least this many times,
+# over at least this long, before it is taken for real (offsets that a
+# transactional producer's markers occupy never arrive).
+HOLE_REFETCHES, HOLE_PATIENCE_S = 3, 5.0
+# After a seek, records fetched before it may still arrive for a moment.
+REFETCH_PAUSE_S = 0.5
 
 
 class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
@@ -75,62 +86,122 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                           "it is fetched again from the committed offsets", generation,
                           self.app.consumer_generation_id)
             return {}, active_partitions
-        if records:
-            records = {tp: await self._in_sequence(tp, batch) for tp, batch in records.items()}
         return records, active_partitions
 
-    async def _in_sequence(self, tp: TP, batch: list) -> list:
-        """Fix 3: deliver an acked topic's records without holes.
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's fetch-and-deliver loop, rewritten to deliver in sequence.
 
-        A record beyond the next expected offset means the ones in between
-        were not delivered: seek back and fetch them, instead of letting
-        Faust count the hole as done. A hole that is still there after the
-        seek is real (offsets a transactional producer's markers took) and
-        is accepted. Records below the expected offset were delivered
-        already and are dropped here rather than reprocessed.
+        Faust's own loop (1) marks a record as read even when flow was
+        suspended and the record was never delivered, (2) counts a hole in
+        the offsets as a "gap" that is done, and (3) drops as already seen
+        any record below its read offset. Here a record is delivered only if
+        it is the next offset of its partition; a record further on means
+        the ones in between were lost on the way (fetched before a seek,
+        dropped while flow was suspended), so the partition is sought back
+        and they are fetched again. Only what was delivered moves the
+        position on.
         """
-        expected = self._next_expected().get(tp)
-        if not batch or not self.app.topics.acks_enabled_for(tp.topic):
-            return batch
-        if expected is not None:
-            batch = [record for record in batch if record.offset >= expected]
-            if batch and batch[0].offset > expected and self._holes_seen().get(tp) != batch[0].offset:
-                self._holes_seen()[tp] = batch[0].offset
-                self.log.info("%s: fetched offset %s while %s was expected; fetching %s.. again",
-                              tp, batch[0].offset, expected, expected)
-                await self.seek(tp, expected)
-                return []
-        if batch:
-            self._holes_seen().pop(tp, None)
-            self._next_expected()[tp] = batch[-1].offset + 1
-        return batch
+        callback = self.callback
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        delivered_since_yield = 0
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await self.sleep(0)  # getmany can return at once, again and again
+                if self.should_stop:
+                    break
+                async for tp, message in records:
+                    delivered_since_yield += 1
+                    if delivered_since_yield > 100:
+                        await asyncio.sleep(0)
+                        delivered_since_yield = 0
+                    if acks_enabled_for(message.topic) and not await self._next_in_sequence(tp, message.offset):
+                        continue
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    delivery = asyncio.ensure_future(callback(message))
+                    await self.wait_first(delivery, self.suspend_flow.wait())
+                    if not delivery.done() or delivery.cancelled():
+                        break  # flow suspended for a rebalance: the rest is fetched again after it
+                    self._read_offset[tp] = message.offset
+                    self._next_offsets()[tp] = message.offset + 1
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _next_in_sequence(self, tp: TP, offset: int) -> bool:
+        """Whether ``offset`` is the next one to deliver for ``tp``; if it
+        lies further on, seek back to fetch what is missing. Records still
+        arriving from before the seek are skipped for a moment; a hole still
+        there after several refetches over several seconds is real (offsets
+        a transactional producer's markers take) and is accepted."""
+        expected = self._next_offsets().get(tp)
+        if expected is None or offset == expected:
+            self._holes().pop(tp, None)
+            return True
+        if offset < expected:
+            return False  # delivered already
+        now = time.monotonic()
+        hole = self._holes().get(tp)
+        if hole is None or hole[0] != expected:
+            hole = (expected, 0, now, 0.0)
+        first_offset, seeks, first_seen, last_seek = hole
+        if now - last_seek < REFETCH_PAUSE_S:
+            return False  # a record fetched before the last seek: the refetch is on its way
+        if seeks >= HOLE_REFETCHES and now - first_seen >= HOLE_PATIENCE_S:
+            self.log.warning("%s: offsets %s..%s never arrive; going on from %s", tp, expected, offset - 1, offset)
+            self._holes().pop(tp, None)
+            return True
+        self.log.info("%s: got offset %s while %s was next; fetching from %s again", tp, offset, expected, expected)
+        self._holes()[tp] = (first_offset, seeks + 1, first_seen, now)
+        await self.seek(tp, expected)
+        return False
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        # The committed offset is the next one to process.
-        self._next_expected().update({tp: offset for tp, offset in self._read_offset.items() if offset is not None})
+        # The committed offset is the next one to deliver.
+        self._next_offsets().update({tp: offset for tp, offset in self._read_offset.items() if offset is not None})
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
-        self._next_expected()[partition] = offset
+        self._next_offsets()[partition] = offset
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         for tp in revoked:
-            self._next_expected().pop(tp, None)
-            self._holes_seen().pop(tp, None)
+            self._next_offsets().pop(tp, None)
+            self._holes().pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
-    def _next_expected(self) -> dict[TP, int]:
+    def _next_offsets(self) -> dict[TP, int]:
+        """Per partition, the next offset to deliver (after a seek: where it went)."""
         # Created on first use: Faust builds consumers through a long
         # __init__ chain that this class leaves alone.
-        if not hasattr(self, "_regen_next_expected"):
-            self._regen_next_expected: dict[TP, int] = {}
-        return self._regen_next_expected
+        if not hasattr(self, "_regen_next_offsets"):
+            self._regen_next_offsets: dict[TP, int] = {}
+        return self._regen_next_offsets
 
-    def _holes_seen(self) -> dict[TP, int]:
-        if not hasattr(self, "_regen_holes_seen"):
-            self._regen_holes_seen: dict[TP, int] = {}
-        return self._regen_holes_seen
+    def _holes(self) -> dict[TP, tuple[int, int, float, float]]:
+        """Per partition with a hole: (its first offset, refetches, first seen, last refetch)."""
+        if not hasattr(self, "_regen_holes"):
+            self._regen_holes: dict[TP, tuple[int, int, float, float]] = {}
+        return self._regen_holes
 
     def ack_counts_towards_commit(self, message: Message) -> bool:
         app = self.app

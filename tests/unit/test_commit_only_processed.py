@@ -105,7 +105,7 @@ async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):
 
 
 
-async def test_records_reach_faust_in_sequence_or_are_fetched_again(app):
+async def test_records_are_delivered_in_sequence_and_a_hole_is_fetched_again(app, monkeypatch):
     consumer = app.consumer
     seeks = []
 
@@ -114,23 +114,32 @@ async def test_records_reach_faust_in_sequence_or_are_fetched_again(app):
 
     consumer._seek = seek_in_the_fetcher
     await consumer.seek(PARTITION, 24)  # as recovery does, to the committed offset
+    seeks.clear()
 
-    # Records fetched before the seek show up first: a hole 24..34.
-    assert await consumer._in_sequence(PARTITION, [_Rec(o) for o in range(35, 40)]) == []
-    assert seeks[-1] == (PARTITION, 24), "fetched again from where the hole starts"
-    in_order = await consumer._in_sequence(PARTITION, [_Rec(o) for o in range(22, 30)])
-    assert [r.offset for r in in_order] == list(range(24, 30)), "already delivered records are not repeated"
-    assert [r.offset for r in await consumer._in_sequence(PARTITION, [_Rec(30)])] == [30]
+    # A record fetched before the seek shows up first: 24..34 are missing.
+    assert not await consumer._next_in_sequence(PARTITION, 35)
+    assert seeks == [(PARTITION, 24)], "fetched again from where the hole starts"
+    assert not await consumer._next_in_sequence(PARTITION, 36), "more early records: no second seek at once"
+    assert len(seeks) == 1
+    assert await consumer._next_in_sequence(PARTITION, 24)
+    consumer._next_offsets()[PARTITION] = 25  # what delivering 24 does
+    assert not await consumer._next_in_sequence(PARTITION, 23), "delivered already"
 
 
-async def test_a_hole_that_is_still_there_after_fetching_again_is_real(app):
+async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monkeypatch):
+    import streams.consumer as module
+
     consumer = app.consumer
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
 
     async def seek_in_the_fetcher(tp, offset):
         pass
 
     consumer._seek = seek_in_the_fetcher
     await consumer.seek(PARTITION, 10)
-    assert await consumer._in_sequence(PARTITION, [_Rec(12)]) == []
-    # Offsets 10 and 11 do not exist (a transaction's markers): the same record comes first again.
-    assert [r.offset for r in await consumer._in_sequence(PARTITION, [_Rec(12), _Rec(13)])] == [12, 13]
+    answers = []
+    while not (answers and answers[-1]):  # offsets 10 and 11 never come (a transaction's markers)
+        answers.append(await consumer._next_in_sequence(PARTITION, 12))
+        clock[0] += 1.0
+    assert answers == [False] * 5 + [True], "refetched for 5 s before going on"
