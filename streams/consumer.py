@@ -126,6 +126,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                     delivery = asyncio.ensure_future(callback(message))
                     await self.wait_first(delivery, self.suspend_flow.wait())
                     if not delivery.done() or delivery.cancelled():
+                        await records.aclose()
                         break  # flow suspended for a rebalance: the rest is fetched again after it
                     self._read_offset[tp] = message.offset
                     self._next_offsets()[tp] = message.offset + 1
