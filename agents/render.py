@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # How long take_events waits to fill a batch: short, so one lone request is
 # not held back waiting for company.
 BATCH_WINDOW_S = 0.01
+# A batch running this much longer than the render timeout is reported.
+SLOW_BATCH_GRACE_S = 30.0
 
 
 def register_render(ctx: WorkerContext) -> None:
@@ -88,15 +90,35 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
         await ctx.emit(IMAGES_RESULTS, completion)
     # Each completion is emitted as soon as its render ends, so emitting one
     # overlaps rendering the others and no render process idles on the broker.
-    await asyncio.gather(*(_render_and_emit(ctx, event, job) for event, job in accepted))
-
-
-async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> None:
+    stages: dict[str, str] = {job.job_id: "waiting for a render process" for _, job in accepted}
+    watchdog = asyncio.create_task(_report_if_slow(ctx, stages))
     try:
-        outcome = await _render_one(ctx, job)
+        await asyncio.gather(*(_render_and_emit(ctx, event, job, stages) for event, job in accepted))
+    finally:
+        watchdog.cancel()
+
+
+async def _report_if_slow(ctx: WorkerContext, stages: dict[str, str]) -> None:
+    """A batch is bounded by the render timeout plus a few sends: if it
+    takes far longer, say what each unfinished job is waiting for."""
+    patience = ctx.settings.render_timeout + SLOW_BATCH_GRACE_S
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(patience)
+        left = {job_id: stage for job_id, stage in stages.items() if stage != "done"}
+        log.error("render batch unfinished after %.0f s: %s; pool: %s", time.monotonic() - started,
+                  "; ".join(f"{job_id}: {stage}" for job_id, stage in sorted(left.items())[:10]),
+                  ctx.pool.describe())
+
+
+async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob, stages: dict[str, str]) -> None:
+    try:
+        outcome = await _render_one(ctx, job, stages)
     except Exception as e:  # a bug, not a render error: keep it visible
         log.exception("render of %s raised", job.job_id)
+        stages[job.job_id] = "dead-lettering"
         await send_to_deadletter(ctx, event.message, e)
+        stages[job.job_id] = "done"
         return
     with as_current_event(event):
         if isinstance(outcome, Retry):
@@ -106,10 +128,12 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob) -> No
         else:
             outcome = _finish(ctx, job, outcome)
     _count(ctx, outcome)
+    stages[job.job_id] = "sending its outcome"
     if isinstance(outcome, Retry):
         await ctx.emit(RENDER_RETRY, outcome.job)
     else:
         await ctx.emit(IMAGES_RESULTS, outcome)
+    stages[job.job_id] = "done"
 
 
 def _count(ctx: WorkerContext, outcome: Event | Retry) -> None:
@@ -191,14 +215,15 @@ class Retry:
     message: str
 
 
-async def _render_one(ctx: WorkerContext, job: RenderJob) -> Event | Retry:
+async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]) -> Event | Retry:
     settings = ctx.settings
     fn, task = _task_for(ctx, job)
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
     try:
         with ctx.metrics.render_seconds.labels(job.target.kind).time():
-            outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane)
+            outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane,
+                                                        on_start=lambda: stages.__setitem__(job.job_id, "rendering"))
         return _generated(ctx, job, outcome, job.attempt)
     except TaskFailed as e:
         if e.permanent:

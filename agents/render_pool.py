@@ -130,6 +130,12 @@ class RenderPool:
     def size(self) -> int:
         return self._size
 
+    def describe(self) -> str:
+        """One line for logs: free processes, live ones, who waits."""
+        return (f"{len(self._free)} free of {len(self._all)} ({len(self.live_pids())} alive, "
+                f"{self.replaced} replaced), waiting: {self.waiting('interactive')} interactive, "
+                f"{self.waiting('background')} background")
+
     def waiting(self, lane: Lane) -> int:
         """Callers of this lane waiting for a render process."""
         return sum(1 for f in self._waiting[lane] if not f.done())
@@ -171,10 +177,12 @@ class RenderPool:
                 return
 
     async def run(self, fn: Callable[[Any], Any], task: Any, timeout: float | None = None,
-                  lane: Lane = "background") -> Any:
+                  lane: Lane = "background", on_start: Callable[[], None] | None = None) -> Any:
         if not self._started:
             raise RuntimeError("RenderPool.start() was not awaited")
         slot = await self._acquire(lane)
+        if on_start is not None:
+            on_start()
         healthy = False
         try:
             result = await self._call(slot, fn, task, timeout or self._timeout)

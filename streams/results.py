@@ -27,7 +27,11 @@ async def follow_records(settings: Settings, bootstrap: str, spec: TopicSpec, *,
     groups or commit offsets anyone else depends on.
     """
     name = topic_name(settings, spec)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    # The reset policy matches the seek below: aiokafka resolves a freshly
+    # assigned partition's position with it, and that lookup can land after
+    # an explicit seek_to_beginning and undo it.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:
         tps = [TopicPartition(name, p) for p in await topic_partitions(consumer, name)]
@@ -116,7 +120,9 @@ async def read_to_end(bootstrap: str, topic: str, *, since_ms: int | None = None
     """Every record of ``topic`` from the beginning (or from the first record
     at or after ``since_ms``) up to the end offsets as they are *now*: a
     snapshot that ends, however busy the topic is. No consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    # "earliest", as the seek below: see follow_records.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
@@ -158,6 +164,8 @@ async def read_table(settings: Settings, bootstrap: str, table: str) -> dict[str
     rows: dict[str, dict] = {}
     for record in await read_to_end(bootstrap, changelog_topic(settings, table)):
         key = record.key.decode() if record.key is not None else ""
+        if key.startswith('"'):
+            key = orjson.loads(key)  # Faust writes changelog keys as JSON strings
         if record.value is None:
             rows.pop(key, None)
         else:

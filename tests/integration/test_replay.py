@@ -57,7 +57,7 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
 
     second = regen(worker, "replay", "--json")
     summary = orjson.loads(second.stdout)
-    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, len(before), 2)
+    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, len(before), 2), (summary, second.stderr[-3000:])
 
     only_new = regen(worker, "replay", "--variant", "h200.jpg", "--topic", "assets.imported", "--json")
     summary = orjson.loads(only_new.stdout)
