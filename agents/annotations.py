@@ -64,7 +64,7 @@ async def on_boundary_changed(ctx: WorkerContext, event: BoundaryChanged) -> Non
 async def on_dirty_flag(ctx: WorkerContext, flag: DirtyFlag) -> None:
     table = ctx.tables.videos
     before = VideoState.from_dict(table.get(flag.video_id))
-    after = folds.video_flagged(before, flag)
+    after = folds.video_flagged(before, flag, time.time())
     if after is not before:
         table[flag.video_id] = after.to_dict()
 

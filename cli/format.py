@@ -72,7 +72,13 @@ def format_annotation(a: dict[str, Any]) -> str:
 
 def format_video(v: dict[str, Any]) -> str:
     dirty = ", ".join(v["dirty_annotations"]) or "none"
-    return f"video    {v['video_id']}\npending  {v['pending']}\ndirty    {dirty}"
+    lines = [f"video    {v['video_id']}", f"pending  {v['pending']}", f"dirty    {dirty}"]
+    if "total" in v:
+        eta = v.get("eta_s")
+        lines.append(f"progress {v['current']}/{v['total']} current, {v['waiting']} waiting, {v['failed']} failed; "
+                     f"{v['rate_per_s']:.1f}/s, ETA {'-' if eta is None else f'{eta:.0f} s'}")
+        lines += [f"failed   {f['annotation_id']} r{f['revision']}: {f['error']}" for f in v.get("failures", [])[:20]]
+    return "\n".join(lines)
 
 
 def format_batch(b: dict[str, Any]) -> str:

@@ -194,26 +194,51 @@ def annotation_failed(state: AnnotationState, event: ImageFailed) -> AnnotationS
     return state.evolve(failed_revision=event.revision, last_error=f"{event.reason}: {event.error}")
 
 
+def annotation_status(state: AnnotationState) -> str:
+    if not state.dirty:
+        return "current"
+    return "failed" if state.failed_revision >= state.wanted_revision else "dirty"
+
+
 def dirty_flag_changed(before: AnnotationState | None, after: AnnotationState) -> DirtyFlag | None:
-    """The flag to send to the video's partition when the dirty flag flips."""
-    was_dirty = before.dirty if before is not None else False
-    if was_dirty == after.dirty and (before is None or before.video_id == after.video_id):
+    """The flag to send to the video's partition when the annotation's status
+    (dirty, failed, current) changes, or it moves to another video."""
+    status = annotation_status(after)
+    if before is not None and annotation_status(before) == status and before.video_id == after.video_id:
         return None
     revision = after.wanted_revision if after.dirty else after.rendered_revision
     return DirtyFlag(video_id=after.video_id, annotation_id=after.annotation_id, revision=revision,
-                     dirty=after.dirty, at=after.last_change_at if after.dirty else (after.rendered_at or ""))
+                     dirty=after.dirty, at=after.last_change_at if after.dirty else (after.rendered_at or ""),
+                     status=status, error=after.last_error if status == "failed" else None)
 
 
-def video_flagged(state: VideoState | None, flag: DirtyFlag) -> VideoState:
+# At one revision an annotation goes dirty -> failed or dirty -> current, never back.
+_STATUS_RANK = {"dirty": 0, "failed": 1, "current": 2}
+
+
+def video_flagged(state: VideoState | None, flag: DirtyFlag, now: float | None = None) -> VideoState:
     """Idempotent and order-tolerant: a clean flag removes an annotation only
-    if no newer revision made it dirty again."""
+    if no newer revision made it dirty again; an annotation's status only
+    moves on to a newer revision, or forward at the same one. ``now`` (wall
+    time) adds a sample for the rate when the count of settled ones changes."""
     video = state or VideoState(video_id=flag.video_id)
-    current = video.dirty.get(flag.annotation_id)
+    dirty = dict(video.dirty)
+    current = dirty.get(flag.annotation_id)
     if flag.dirty:
-        if current is not None and current >= flag.revision:
-            return video
-        return video.evolve(dirty={**video.dirty, flag.annotation_id: flag.revision})
-    if current is None or current > flag.revision:
+        if current is None or current < flag.revision:
+            dirty[flag.annotation_id] = flag.revision
+    elif current is not None and current <= flag.revision:
+        del dirty[flag.annotation_id]
+    status = flag.status or ("dirty" if flag.dirty else "current")
+    known = video.annotations.get(flag.annotation_id)
+    annotations = video.annotations
+    if known is None or (flag.revision, _STATUS_RANK[status]) > (known["revision"], _STATUS_RANK[known["status"]]):
+        annotations = {**annotations, flag.annotation_id: {"status": status, "revision": flag.revision,
+                                                           "error": flag.error}}
+    if dirty == video.dirty and annotations is video.annotations:
         return video
-    remaining = {k: v for k, v in video.dirty.items() if k != flag.annotation_id}
-    return video.evolve(dirty=remaining)
+    samples = video.samples
+    settled = sum(a["status"] != "dirty" for a in annotations.values())
+    if now is not None and (not samples or samples[-1][1] != settled):
+        samples = (*samples, (now, settled))[-120:]
+    return video.evolve(dirty=dirty, annotations=annotations, samples=samples)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from projections.state import AssetState, Record
+from projections.state import AssetState, Record, VideoState
 from schemas.jobs import BatchShard
 
 MAX_FAILURES = 50  # per shard and per batch: enough to see what went wrong
@@ -122,6 +122,22 @@ def batch_view(state: BatchState, now: float) -> dict:
         "done": total > 0 and pending == 0, "percent": round(100.0 * (completed + failed) / total, 1) if total else 0.0,
         "rate_per_s": round(rate, 2), "eta_s": _eta(pending, rate),
         "started_at": state.first_at, "updated_at": state.updated_at, "failures": failures,
+    }
+
+
+def video_view(video: VideoState, now: float) -> dict:
+    """A video's annotations: how many composites are current, stale, failed;
+    the rate they became current at lately, ETA, and the failures."""
+    statuses = [a["status"] for a in video.annotations.values()]
+    failed = statuses.count("failed")
+    waiting = statuses.count("dirty")
+    rate = _rate(tuple(video.samples), now)
+    return {
+        "video_id": video.video_id, "pending": video.pending, "dirty_annotations": sorted(video.dirty),
+        "dirty_revisions": video.dirty, "total": len(statuses), "current": statuses.count("current"),
+        "failed": failed, "waiting": waiting, "rate_per_s": round(rate, 2), "eta_s": _eta(waiting, rate),
+        "failures": [{"annotation_id": k, "revision": a["revision"], "error": a.get("error") or ""}
+                     for k, a in sorted(video.annotations.items()) if a["status"] == "failed"][:MAX_FAILURES],
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from projections.activity import Activity
-from projections.progress import BatchState, batch_view
+from projections.progress import BatchState, batch_view, video_view
 from projections.state import AnnotationState, AssetState, JobState, VideoState
 from projections.tables import Tables
 
@@ -27,12 +27,10 @@ def annotation_status(tables: Tables, annotation_id: str) -> dict | None:
     return None if annotation is None else annotation.to_dict()
 
 
-def video_status(tables: Tables, video_id: str) -> dict | None:
-    video = VideoState.from_dict(tables.videos.get(video_id))
-    if video is None:
-        return None
-    return {"video_id": video.video_id, "pending": video.pending,
-            "dirty_annotations": sorted(video.dirty), "dirty_revisions": video.dirty}
+def video_status(tables: Tables, video_id: str, now: float) -> dict:
+    """A video nobody has edited has nothing pending: zeros, not "unknown"."""
+    video = VideoState.from_dict(tables.videos.get(video_id)) or VideoState(video_id=video_id)
+    return video_view(video, now)
 
 
 def batch_status(tables: Tables, batch_id: str, now: float) -> dict | None:

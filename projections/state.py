@@ -125,6 +125,9 @@ class VideoState(Record):
 
     video_id: str
     dirty: dict[str, int] = field(default_factory=dict)
+    # annotation_id -> {"status": dirty|failed|current, "revision": r, "error": ...}
+    annotations: dict[str, dict] = field(default_factory=dict)
+    samples: tuple = ()  # (time, annotations current or failed), for the rate
 
     @property
     def pending(self) -> int:

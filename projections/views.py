@@ -72,10 +72,7 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
     @app.page("/videos/{video_id}")
     class VideoView(View):
         async def get(self, request: Request, video_id: str) -> Response:
-            # A video nobody has edited has nothing pending: 0, not "unknown".
-            return await routed(self, request, video_id, lambda: video_status(tables, video_id)
-                                or {"video_id": video_id, "pending": 0, "dirty_annotations": [],
-                                    "dirty_revisions": {}})
+            return await routed(self, request, video_id, lambda: video_status(tables, video_id, time.time()))
 
     @app.page("/batches/{batch_id}")
     class BatchView(View):

@@ -57,6 +57,10 @@ class DirtyFlag(Event):
     revision: int
     dirty: bool
     at: str
+    # "dirty", "failed" (its last render failed for good) or "current"; ""
+    # in flags written before statuses existed (read as dirty/current).
+    status: str = ""
+    error: str | None = None
 
     @property
     def key(self) -> str:

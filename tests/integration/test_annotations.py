@@ -74,6 +74,9 @@ def test_pending_counts_per_video_are_exact_at_every_step(start_worker, corpus, 
     for video in ("va", "vb"):
         assert eventually(lambda: worker.get(f"/videos/{video}")[1]["pending"] == 0, timeout=20), \
             worker.get(f"/videos/{video}")
+        progress = worker.get(f"/videos/{video}")[1]
+        assert (progress["total"], progress["current"], progress["waiting"], progress["failed"]) == (5, 5, 0, 0)
+        assert progress["eta_s"] == 0.0
 
 
 def test_an_old_revision_arriving_late_changes_nothing(start_worker, corpus, media):

@@ -95,9 +95,9 @@ def edit(revision, start=0, end=10, video="v1") -> BoundaryChanged:
                            revision=revision, source="clip.mp4")
 
 
-def composite_done(revision) -> ImageGenerated:
-    return generated(revision=revision, target=Target("composite", "n1"), job_id=f"composite:n1:full.png:r{revision}",
-                     frames_used=(0, 1, 2))
+def composite_done(revision, annotation_id="n1") -> ImageGenerated:
+    return generated(revision=revision, target=Target("composite", annotation_id),
+                     job_id=f"composite:{annotation_id}:full.png:r{revision}", frames_used=(0, 1, 2))
 
 
 def test_boundary_revisions_only_grow():
@@ -141,6 +141,39 @@ def test_a_late_clean_flag_does_not_hide_a_newer_edit():
 
     late_clean = DirtyFlag(video_id="v1", annotation_id="n1", revision=5, dirty=False, at=AT)
     assert folds.video_flagged(video, late_clean).pending == 1
+
+
+def test_a_video_tracks_each_annotation_current_waiting_or_failed_with_a_rate():
+    from projections.progress import video_view
+    from schemas.events import ImageFailed, Target
+
+    video, states = None, {}
+    for annotation_id in ("n1", "n2", "n3"):
+        states[annotation_id] = folds.boundary_changed(None, replace_id(edit(1), annotation_id), AT)
+        video = folds.video_flagged(video, folds.dirty_flag_changed(None, states[annotation_id]), now=100.0)
+    view = video_view(video, now=100.0)
+    assert (view["total"], view["waiting"], view["current"], view["failed"]) == (3, 3, 0, 0)
+
+    rendered = folds.annotation_rendered(states["n1"], composite_done(1, "n1"))
+    video = folds.video_flagged(video, folds.dirty_flag_changed(states["n1"], rendered), now=110.0)
+    failure = ImageFailed(target=Target("composite", "n2"), variant="full.png", revision=1, job_id="j",
+                          reason="permanent", error_code="corrupt", error="clip.mp4: cannot decode",
+                          attempts=1, failed_at=AT)
+    failed = folds.annotation_failed(states["n2"], failure)
+    flag = folds.dirty_flag_changed(states["n2"], failed)
+    assert flag is not None and flag.status == "failed" and flag.dirty, "a failure is a status change"
+    video = folds.video_flagged(video, flag, now=120.0)
+    assert folds.video_flagged(video, flag, now=125.0) is video, "a repeated flag changes nothing"
+    view = video_view(video, now=120.0)
+    assert (view["total"], view["waiting"], view["current"], view["failed"]) == (3, 1, 1, 1)
+    assert view["failures"] == [{"annotation_id": "n2", "revision": 1, "error": "permanent: clip.mp4: cannot decode"}]
+    assert view["rate_per_s"] == 0.1 and view["eta_s"] == 10.0
+
+
+def replace_id(event, annotation_id):
+    from dataclasses import replace
+
+    return replace(event, annotation_id=annotation_id)
 
 
 def test_retrying_then_completed():
