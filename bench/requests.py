@@ -131,8 +131,9 @@ def main() -> None:
           f"{args.background} background thumbnails queued, 2 render processes", flush=True)
     for phase in ("idle", "loaded", "hit"):
         values = results[phase]
+        slowest = ", ".join(f"#{i} {v:.0f}" for v, i in sorted((v, i) for i, v in enumerate(values))[-3:])
         print(f"{phase:7s} p50 {statistics.median(values):7.1f} ms   p99 {percentile(values, 99):7.1f} ms   "
-              f"({len(values)} requests)")
+              f"({len(values)} requests; slowest {slowest} ms)")
     ratio = percentile(results["loaded"], 99) / percentile(results["idle"], 99)
     print(f"loaded p99 / idle p99 = {ratio:.2f} x (target <= 3); cache hit p99 "
           f"{percentile(results['hit'], 99):.1f} ms (target <= 50)")

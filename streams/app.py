@@ -10,11 +10,12 @@ import faust
 
 from streams.consumer import RegenApp
 from streams.settings import Settings
+from streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
 
 
 def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:
     debug = settings.web_debug_endpoints
-    return RegenApp(
+    app = RegenApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store=settings.store_url,
@@ -54,3 +55,6 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         table_cleanup_interval=30.0,
         stream_wait_empty=True,
     )
+    # A person waits on these: delivered ahead of background records fetched with them.
+    app.urgent_topics = frozenset(topic_name(settings, spec) for spec in (IMAGES_REQUESTED, RENDER_INTERACTIVE))
+    return app

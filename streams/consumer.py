@@ -113,7 +113,13 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                 await self.sleep(0)  # getmany can return at once, again and again
                 if self.should_stop:
                     break
-                async for tp, message in records:
+                # Whole fetches are delivered one record at a time through one
+                # loop for every topic: records of the urgent topics (requests,
+                # the interactive lane) go first, or a person's request waits
+                # behind thousands of background records fetched with it.
+                # Sorting is stable, so each partition keeps its order.
+                fetched = sorted([item async for item in records], key=self._delivery_rank)
+                for tp, message in fetched:
                     delivered_since_yield += 1
                     if delivered_since_yield > 100:
                         await asyncio.sleep(0)
@@ -126,7 +132,6 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                     delivery = asyncio.ensure_future(callback(message))
                     await self.wait_first(delivery, self.suspend_flow.wait())
                     if not delivery.done() or delivery.cancelled():
-                        await records.aclose()
                         break  # flow suspended for a rebalance: the rest is fetched again after it
                     self._read_offset[tp] = message.offset
                     self._next_offsets()[tp] = message.offset + 1
@@ -146,6 +151,9 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _delivery_rank(self, item: tuple[TP, Any]) -> int:
+        return 0 if item[0].topic in self.app.urgent_topics else 1
 
     async def _next_in_sequence(self, tp: TP, offset: int) -> bool:
         """Whether ``offset`` is the next one to deliver for ``tp``; if it
@@ -218,6 +226,9 @@ class RegenTransport(faust_aiokafka.Transport):
 
 class RegenApp(faust.App):
     """A Faust app whose Kafka transport uses :class:`CommitOnlyProcessedConsumer`."""
+
+    #: Topics whose records are delivered before others fetched with them.
+    urgent_topics: frozenset[str] = frozenset()
 
     def _new_transport(self) -> Any:
         return RegenTransport(self.conf.broker_consumer, self)

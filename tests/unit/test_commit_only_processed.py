@@ -143,3 +143,17 @@ async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monke
         answers.append(await consumer._next_in_sequence(PARTITION, 12))
         clock[0] += 1.0
     assert answers == [False] * 5 + [True], "refetched for 5 s before going on"
+
+
+
+def test_urgent_topics_are_delivered_first_and_each_partition_keeps_its_order(app):
+    from streams.settings import Settings
+    from streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
+
+    settings = Settings.from_env({})
+    assert app.urgent_topics == {topic_name(settings, IMAGES_REQUESTED), topic_name(settings, RENDER_INTERACTIVE)}
+    background, requests = TP("regen.render.background", 0), TP(topic_name(settings, IMAGES_REQUESTED), 1)
+    fetched = [(background, _Rec(5)), (requests, _Rec(1)), (background, _Rec(6)), (requests, _Rec(2))]
+    delivered = sorted(fetched, key=app.consumer._delivery_rank)
+    assert [(tp.topic, r.offset) for tp, r in delivered] == [
+        (requests.topic, 1), (requests.topic, 2), (background.topic, 5), (background.topic, 6)]
