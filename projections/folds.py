@@ -55,6 +55,10 @@ def asset_variant_running(state: AssetState, job: RenderJob, at: str) -> AssetSt
 def asset_image_generated(state: AssetState, event: ImageGenerated) -> AssetState:
     if event.revision < state.revision:
         return state  # a render of content the asset no longer has
+    known = state.variant(event.variant)
+    if (known is not None and known.status == "completed" and known.revision == event.revision
+            and (known.output or {}).get("sha256") == event.sha256):
+        return state  # the same image again (a cache hit, a redelivery): nothing to write
     entry = VariantState(status="completed", job_id=event.job_id, revision=event.revision,
                          updated_at=event.generated_at, output=_output(event))
     return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
@@ -116,6 +120,8 @@ def job_retrying(state: JobState | None, job: RenderJob, code: str, error: str, 
 def job_generated(state: JobState | None, event: ImageGenerated) -> JobState:
     base = state or _job_from_completion(event, event.generated_at)
     if base.status == "completed" and base.output is not None and base.output.get("sha256") == event.sha256:
+        if event.cache_hit:
+            return base  # an answer from the store: nothing about the job changed (and no changelog write)
         merged = _merge_ids(base.request_ids, event.request_ids)
         return base if merged == base.request_ids else base.evolve(request_ids=merged)
     return base.evolve(
@@ -148,12 +154,17 @@ def _output(event: ImageGenerated) -> dict:
             "bytes": event.bytes}
 
 
+# Request ids a job remembers: the latest ones (a popular target's job would
+# otherwise grow without end).
+MAX_REQUEST_IDS = 32
+
+
 def _merge_ids(existing: tuple[str, ...], new) -> tuple[str, ...]:
     merged = list(existing)
     for rid in new or ():
         if rid not in merged:
             merged.append(rid)
-    return tuple(merged)
+    return tuple(merged[-MAX_REQUEST_IDS:])
 
 
 # --- annotations and videos ------------------------------------------------

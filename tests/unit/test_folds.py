@@ -211,3 +211,16 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
     only_new = replay_items(events, thumbnail_variants=("h400.jpg",), composite_variant="full.png",
                             only_variants=("w800.webp",))
     assert [i.variant for i in only_new] == ["w800.webp", "w800.webp"]
+
+
+def test_an_answer_from_the_store_changes_neither_the_job_nor_the_asset():
+    from dataclasses import replace
+
+    asset = folds.asset_imported(None, imported())
+    job = plan_job(asset, "h400.jpg", "background", AT)
+    done = generated(revision=1, job_id=job.job_id)
+    completed_job = folds.job_generated(folds.job_queued(None, job, AT), done)
+    completed_asset = folds.asset_image_generated(asset, done)
+    hit = replace(done, cache_hit=True, request_ids=("someone",), generated_at="2026-11-22T10:00:00Z")
+    assert folds.job_generated(completed_job, hit) is completed_job
+    assert folds.asset_image_generated(completed_asset, hit) is completed_asset
