@@ -5,8 +5,10 @@ the record of what happened). Instead, for every target they name — the
 latest import of each asset, the latest revision of each annotation — the
 replay publishes a background ImageRequested and waits for its answer:
 
-- an output in the store with its recorded size and sha256 is a cache hit
-  (skipped), unless ``--force``;
+- an output the projections record for the target's current revision, and
+  that is in the store with that size and sha256, is skipped without asking
+  a worker (unless ``--force``); a worker asked anyway answers it from the
+  store too;
 - a missing or changed output is rendered again;
 - the completion names the replay's request, so the counts are exact.
 
@@ -19,17 +21,19 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
-from projections.replay import ReplayItem, replay_items
+from imaging.store import output_problem
+from projections.replay import ReplayItem, intact_in_store, replay_items
 from schemas.events import ImageFailed, ImageGenerated
 from streams.client import ImageClient
 from streams.codec import decode
 from streams.connection import bootstrap_servers
 from streams.exceptions import PoisonEvent, RegenError
-from streams.results import read_to_end
+from streams.results import read_table, read_to_end
 from streams.settings import Settings
 from streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, TopicSpec, topic_name
 
@@ -109,6 +113,10 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
     summary = ReplaySummary()
     summary.seen, items = await read_items(settings, bootstrap, topics, since_ms, variants, progress)
     summary.targets = len(items)
+    if not force:
+        # What the projections record as rendered, and is intact on disk, needs no worker.
+        items = await _not_intact(settings, bootstrap, items)
+        summary.skipped = summary.targets - len(items)
     async with ImageClient(settings, bootstrap, source="regen/replay") as client:
         requests = [client.make_request(i.target, i.variant, force=force, priority="background") for i in items]
         if not wait:
@@ -126,6 +134,13 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
             bar.close()
             summary.seconds = time.monotonic() - started
     return summary
+
+
+async def _not_intact(settings: Settings, bootstrap: str, items: list[ReplayItem]) -> list[ReplayItem]:
+    assets, annotations = await asyncio.gather(read_table(settings, bootstrap, "assets"),
+                                               read_table(settings, bootstrap, "annotations"))
+    check = partial(output_problem, Path(settings.image_store))
+    return [i for i in items if not intact_in_store(i, assets, annotations, check, settings.composite_variant)]
 
 
 async def _run_windowed(client: ImageClient, requests, summary: ReplaySummary, bar, timeout: float) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from projections.repair import Checker
+from projections.state import AnnotationState, AssetState
 from schemas.events import AssetImported, BoundaryChanged, Event, Target
 
 
@@ -39,3 +41,23 @@ def replay_items(events: Iterable[Event], *, thumbnail_variants: tuple[str, ...]
     if not only_variants or composite_variant in only_variants:
         items += [ReplayItem(Target("composite", annotation_id), composite_variant) for annotation_id in annotations]
     return items
+
+
+def intact_in_store(item: ReplayItem, assets: dict[str, dict], annotations: dict[str, dict], check: Checker,
+                    composite_variant: str) -> bool:
+    """Whether the projections record an output for the item's current
+    revision and the file is there with that size and sha256: a replay can
+    skip it without asking a worker."""
+    if item.target.kind == "thumbnail":
+        asset = AssetState.from_dict(assets.get(item.target.id))
+        entry = asset.variant(item.variant) if asset is not None else None
+        if entry is None or entry.status != "completed" or entry.revision != asset.revision:
+            return False
+        output = entry.output
+    else:
+        annotation = AnnotationState.from_dict(annotations.get(item.target.id))
+        if (annotation is None or annotation.dirty or item.variant != composite_variant
+                or annotation.rendered_revision != annotation.wanted_revision):
+            return False
+        output = annotation.output
+    return bool(output) and check(output["uri"], output["bytes"], output["sha256"]) is None

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import orjson
 
-from schemas.events import EVENT_TYPES, Event
+from schemas.events import EVENT_TYPES, Event, ImageFailed, ImageGenerated
 from schemas.exceptions import SchemaError
 from schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from schemas.validation import parse_event
@@ -24,6 +24,9 @@ from streams.exceptions import PoisonEvent
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
 INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard)
+# Events only regen's workers publish: publishers' events (imports, boundary
+# changes, requests) are always checked against their JSON Schema.
+WRITTEN_BY_REGEN: frozenset[type[Event]] = frozenset((*INTERNAL_TYPES, ImageGenerated, ImageFailed))
 _BY_CE_TYPE: dict[str, type[Event]] = {cls.ce_type: cls for cls in (*EVENT_TYPES.values(), *INTERNAL_TYPES)}
 
 Headers = list[tuple[str, bytes]]
@@ -89,7 +92,7 @@ def decode(value: bytes | None, headers, expected: Sequence[type[Event]]) -> tup
     except orjson.JSONDecodeError as e:
         raise PoisonEvent(f"body is not valid JSON: {e}") from e
     try:
-        if cls in INTERNAL_TYPES:  # internal records: written by regen itself
+        if cls in WRITTEN_BY_REGEN:  # skip JSON Schema (0.4 ms an event): regen wrote it itself
             event = cls.from_dict(body)
         else:
             event = parse_event(cls.__name__, body)
