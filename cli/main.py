@@ -301,44 +301,30 @@ def status() -> None:
     """Ask a running worker about jobs and assets (HTTP API)."""
 
 
-@status.command("asset")
-@click.argument("asset_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status_asset(asset_id: str, as_json: bool) -> None:
-    """An asset and, per variant, its job status, output path and sha256."""
-    _show(f"/assets/{asset_id}", as_json, fmt.format_asset)
+# name, route, formatter, help: one `regen status NAME ID` command each.
+_STATUS_QUERIES = (
+    ("asset", "/assets/{}", fmt.format_asset, "An asset and, per variant, its job status, output path and sha256."),
+    ("job", "/jobs/{}", fmt.format_job,
+     "One render job (ids look like thumbnail:<asset_id>:<variant>:r<revision>)."),
+    ("annotation", "/annotations/{}", fmt.format_annotation,
+     "An annotation: dirty flag, wanted and rendered revisions, last render."),
+    ("video", "/videos/{}", fmt.format_video,
+     "A video's pending count, dirty annotations, progress (rate, ETA) and failures."),
+    ("batch", "/batches/{}", fmt.format_batch,
+     "An import batch: completed, failed and pending thumbnails, rate, ETA, failures."),
+)
 
 
-@status.command("job")
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status_job(job_id: str, as_json: bool) -> None:
-    """One render job (ids look like thumbnail:<asset_id>:<variant>:r<revision>)."""
-    _show(f"/jobs/{job_id}", as_json, fmt.format_job)
+def _add_status_query(name: str, route: str, formatter, help_text: str) -> None:
+    @status.command(name, help=help_text)
+    @click.argument("entity_id", metavar=f"{name.upper()}_ID")
+    @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+    def query(entity_id: str, as_json: bool) -> None:
+        _show(route.format(entity_id), as_json, formatter)
 
 
-@status.command("annotation")
-@click.argument("annotation_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status_annotation(annotation_id: str, as_json: bool) -> None:
-    """An annotation: dirty flag, wanted and rendered revisions, last render."""
-    _show(f"/annotations/{annotation_id}", as_json, fmt.format_annotation)
-
-
-@status.command("video")
-@click.argument("video_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status_video(video_id: str, as_json: bool) -> None:
-    """A video's pending count and its dirty annotations."""
-    _show(f"/videos/{video_id}", as_json, fmt.format_video)
-
-
-@status.command("batch")
-@click.argument("batch_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status_batch(batch_id: str, as_json: bool) -> None:
-    """An import batch: completed, failed and pending thumbnails, rate, ETA, failures."""
-    _show(f"/batches/{batch_id}", as_json, fmt.format_batch)
+for _query in _STATUS_QUERIES:
+    _add_status_query(*_query)
 
 
 def _show(path: str, as_json: bool, formatter) -> None:

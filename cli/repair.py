@@ -75,13 +75,8 @@ async def repair(settings: Settings, *, dry_run: bool, video_id: str | None = No
         return report
     async with ImageClient(settings, bootstrap, source="regen/repair") as client:
         requests = [client.make_request(d.target, d.variant, priority="background") for d in report.damage]
-        waiters = await client.submit(requests)
-        with tqdm(total=len(waiters), desc="repairing", unit=" images", disable=not progress) as bar:
-            for done in asyncio.as_completed(waiters, timeout=timeout):
-                try:
-                    completion = await done
-                except asyncio.TimeoutError:
-                    break
+        with tqdm(total=len(requests), desc="repairing", unit=" images", disable=not progress) as bar:
+            def counted(completion) -> None:
                 bar.update()
                 if isinstance(completion, ImageGenerated):
                     report.repaired += 1
@@ -89,8 +84,7 @@ async def repair(settings: Settings, *, dry_run: bool, video_id: str | None = No
                     report.failed += 1
                     report.failures.append(f"{completion.target} {completion.variant}: {completion.reason}: "
                                            f"{completion.error}")
-        report.unanswered = sum(not w.done() for w in waiters)
-        for request in requests:
-            client.forget(request.request_id)
+
+            report.unanswered = await client.request_all(requests, counted, timeout=timeout)
     report.seconds = time.monotonic() - started
     return report

@@ -134,7 +134,11 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
             return summary
         bar = tqdm(total=len(requests), desc="replaying", unit=" images", disable=not progress)
         try:
-            await _run_windowed(client, requests, summary, bar, timeout)
+            def counted(completion) -> None:
+                _count(summary, completion)
+                bar.update()
+
+            summary.unanswered = await client.request_all(requests, counted, timeout=timeout, window=WINDOW)
         finally:
             bar.close()
             summary.seconds = time.monotonic() - started
@@ -146,36 +150,6 @@ async def _not_intact(settings: Settings, bootstrap: str, items: list[ReplayItem
                                                read_table(settings, bootstrap, "annotations"))
     check = partial(output_problem, Path(settings.image_store))
     return [i for i in items if not intact_in_store(i, assets, annotations, check, settings.composite_variant)]
-
-
-async def _run_windowed(client: ImageClient, requests, summary: ReplaySummary, bar, timeout: float) -> None:
-    """Keep up to WINDOW requests in flight; count each answer as it comes."""
-    pending: set[asyncio.Future] = set()
-    by_waiter: dict[asyncio.Future, object] = {}
-    deadline = time.monotonic() + timeout
-    queue = list(reversed(requests))
-    try:
-        while queue or pending:
-            room = WINDOW - len(pending)
-            if queue and room > 0:
-                batch = [queue.pop() for _ in range(min(room, len(queue)))]
-                for request, waiter in zip(batch, await client.submit(batch)):
-                    pending.add(waiter)
-                    by_waiter[waiter] = request
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            done, pending = await asyncio.wait(pending, timeout=min(left, 5.0), return_when=asyncio.FIRST_COMPLETED)
-            for waiter in done:
-                request = by_waiter.pop(waiter)
-                client.forget(request.request_id)
-                _count(summary, waiter.result())
-                bar.update()
-    finally:
-        summary.unanswered = len(pending) + len(queue)
-        for waiter in pending:
-            client.forget(by_waiter[waiter].request_id)
-            waiter.cancel()
 
 
 def _count(summary: ReplaySummary, completion) -> None:

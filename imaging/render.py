@@ -115,9 +115,9 @@ class CompositeOutcome(RenderOutcome):
 def run_composite_task(task: CompositeTask) -> CompositeOutcome:
     from imaging.composite import composite, sample_frames, span_digest
     from imaging.frames import read_frames
+    from imaging.paths import resolve_media_dir_or_file
     from imaging.store import composite_path
     from imaging.thumbnails import encode
-    from imaging.paths import resolve_media_dir_or_file
 
     started = time.perf_counter()
     variant = parse_variant(task.variant)

@@ -80,14 +80,18 @@ def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:
 
 def output_problem(store: Path, uri: str, size: int, sha256: str) -> str | None:
     """What is wrong with a recorded output in the store: "missing",
-    "truncated" (shorter than recorded), "changed" (other bytes), or None."""
+    "truncated" (shorter than recorded), "changed" (other bytes),
+    "unreadable", or None. Thumbnails are tens of KB: the hash costs well
+    under a millisecond, so requests check it too."""
     path = store / uri
     try:
         actual = path.stat().st_size
+        if actual < size:
+            return "truncated"
+        if actual != size or sha256_file(path) != sha256:
+            return "changed"
     except FileNotFoundError:
         return "missing"
-    if actual < size:
-        return "truncated"
-    if actual != size or sha256_file(path) != sha256:
-        return "changed"
+    except OSError:
+        return "unreadable"
     return None

@@ -12,7 +12,6 @@ from projections.state import AnnotationState, AssetState, JobState, VariantStat
 from schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
 from schemas.jobs import DirtyFlag, RenderJob
 
-
 # --- assets ---------------------------------------------------------------
 
 def asset_imported(state: AssetState | None, event: AssetImported) -> AssetState:

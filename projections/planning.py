@@ -3,9 +3,9 @@ already in the store can answer a request."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from imaging.store import output_problem
 from projections.state import AnnotationState, AssetState, JobState
 from schemas.events import ImageFailed, ImageGenerated, Target
 from schemas.jobs import Lane, RenderJob, job_id_for
@@ -45,15 +45,8 @@ def cached_output(job: JobState, image_store: Path) -> dict | None:
     output = job.output
     if not output:
         return None
-    path = image_store / output["uri"]
-    try:
-        if path.stat().st_size != output["bytes"]:
-            return None
-        with path.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
-    return output if digest == output["sha256"] else None
+    problem = output_problem(image_store, output["uri"], output["bytes"], output["sha256"])
+    return output if problem is None else None
 
 
 def stored_outcome(job: JobState, *, request_ids: tuple[str, ...], at: str,

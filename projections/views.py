@@ -37,9 +37,12 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
         # A browser cannot add a header to <img src>: the dashboard passes ?token=.
         return hmac.compare_digest(request.query.get("token", "").encode(), settings.web_token.encode())
 
+    def refused(view: View) -> Response:
+        return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+
     async def routed(view: View, request: Request, route_key: str, local: Callable[[], Any]) -> Response:
         if not authorized(request):
-            return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+            return refused(view)
         try:
             return await app.router.route_req(tables.assets.name, route_key, view.web, request)
         except SameNode:
@@ -85,7 +88,7 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
 
         async def get(self, request: Request) -> Response:
             if not authorized(request):
-                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+                return refused(self)
             return self.bytes(metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.page("/dashboard")
@@ -98,7 +101,7 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
     class OverviewView(View):
         async def get(self, request: Request) -> Response:
             if not authorized(request):
-                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+                return refused(self)
             return self.json(overview(tables, activity, time.time()))
 
     @app.page("/images/{path:.+}")
@@ -107,7 +110,7 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
 
         async def get(self, request: Request, path: str) -> Response:
             if not authorized(request):
-                return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+                return refused(self)
             store = Path(settings.image_store).resolve()
             file = (store / path).resolve()
             if not file.is_relative_to(store) or not file.is_file() or file.suffix.lower() not in IMAGE_TYPES:

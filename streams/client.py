@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from types import TracebackType
+from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -139,6 +140,32 @@ class ImageClient:
             waiters.append(waiter)
         await self._publisher.publish_many(list(requests))
         return waiters
+
+    async def request_all(self, requests: list[ImageRequested], on_answer: Callable[[Completion], None], *,
+                          timeout: float, window: int = 500) -> int:
+        """Publish ``requests`` keeping up to ``window`` in flight, call
+        ``on_answer`` with each completion as it comes, and return how many
+        were still unanswered after ``timeout`` seconds."""
+        pending: dict[asyncio.Future[Completion], str] = {}
+        queue = list(reversed(requests))
+        deadline = time.monotonic() + timeout
+        try:
+            while queue or pending:
+                if queue and len(pending) < window:
+                    batch = [queue.pop() for _ in range(min(window - len(pending), len(queue)))]
+                    pending.update(zip(await self.submit(batch), (r.request_id for r in batch)))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait(pending, timeout=min(left, 5.0), return_when=asyncio.FIRST_COMPLETED)
+                for waiter in done:
+                    self.forget(pending.pop(waiter))
+                    on_answer(waiter.result())
+        finally:
+            for waiter, request_id in pending.items():
+                self.forget(request_id)
+                waiter.cancel()
+        return len(pending) + len(queue)
 
     def forget(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)

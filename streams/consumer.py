@@ -68,7 +68,7 @@ REFETCH_PAUSE_S = 0.5
 
 
 class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
-    """The aiokafka driver's consumer with the fix above."""
+    """The aiokafka driver's consumer with the fixes above."""
 
     def ack(self, message: Message) -> bool:
         if not self.ack_counts_towards_commit(message):

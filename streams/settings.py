@@ -127,8 +127,8 @@ class Settings:
         return changed
 
     def validate(self) -> None:
-        from imaging.variants import parse_variant
         from imaging.errors import ImagingError
+        from imaging.variants import parse_variant
 
         if self.partitions < 1:
             raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
