@@ -81,9 +81,10 @@ def pending_dirty_annotations(ctx: WorkerContext) -> int:
 
 def run_worker(settings: Settings) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
+    settings.check_web_exposure()  # before anything starts: nothing to undo
     bootstrap = bootstrap_servers(settings)
     created = asyncio.run(ensure_topics(settings, bootstrap))
-    cluster = asyncio.run(cluster_id(bootstrap))
+    cluster = asyncio.run(cluster_id(settings, bootstrap))
     if created:
         log.info("created %d topic(s)", len(created))
     settings.image_store.mkdir(parents=True, exist_ok=True)

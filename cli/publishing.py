@@ -40,7 +40,7 @@ async def import_folder(settings: Settings, folder: Path, batch_id: str | None, 
     interactive = not as_json and sys.stderr.isatty()
     bar = tqdm(total=len(files), unit="file", desc="importing", disable=not interactive, file=sys.stderr)
     bootstrap = bootstrap_servers(settings)
-    results_from = await end_offsets(bootstrap, topic_name(settings, IMAGES_RESULTS)) if follow else None
+    results_from = await end_offsets(settings, bootstrap, topic_name(settings, IMAGES_RESULTS)) if follow else None
     async with Publisher(settings, bootstrap) as publisher:
         chunk = []
         for scanned in scan(files, settings.media_roots, batch_id):

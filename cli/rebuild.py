@@ -25,7 +25,7 @@ async def read_events(settings: Settings, bootstrap: str) -> list:
     """Every event of the source and completion topics, in timestamp order."""
     stamped = []
     for rank, spec in enumerate(SOURCES):
-        for record in await read_to_end(bootstrap, topic_name(settings, spec)):
+        for record in await read_to_end(settings, bootstrap, topic_name(settings, spec)):
             try:
                 event, _ = decode(record.value, record.headers, spec.event_types)
             except PoisonEvent:

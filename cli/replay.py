@@ -94,7 +94,7 @@ async def read_items(settings: Settings, bootstrap: str, topics: tuple[str, ...]
     bar = tqdm(desc="reading", unit=" events", disable=not progress, leave=False)
     for suffix in topics or tuple(SOURCE_TOPICS):
         spec = SOURCE_TOPICS[suffix]
-        for record in await read_to_end(bootstrap, topic_name(settings, spec), since_ms=since_ms,
+        for record in await read_to_end(settings, bootstrap, topic_name(settings, spec), since_ms=since_ms,
                                         on_record=lambda _: bar.update()):
             try:
                 # Not validated again: workers checked every event when it came

@@ -10,30 +10,24 @@ from __future__ import annotations
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.exceptions import BrokerError
+from streams.connection import kafka_security, start_client
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, FOREVER, topic_name
 
 log = logging.getLogger(__name__)
 
 
-async def _connect(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
-    try:
-        await admin.start()
-    except KafkaConnectionError as e:
-        raise BrokerError(
-            f"cannot reach Kafka at {bootstrap}: {e}. Start one with `regen broker start` "
-            f"or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from e
+async def _connect(settings: Settings, bootstrap: str) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **kafka_security(settings))
+    await start_client(admin, settings, bootstrap)
     return admin
 
 
-async def cluster_id(bootstrap: str) -> str:
+async def cluster_id(settings: Settings, bootstrap: str) -> str:
     """The Kafka cluster's id: a broker recreated from scratch has a new one."""
-    admin = await _connect(bootstrap)
+    admin = await _connect(settings, bootstrap)
     try:
         return str((await admin.describe_cluster()).get("cluster_id") or "unknown")
     finally:
@@ -42,7 +36,7 @@ async def cluster_id(bootstrap: str) -> str:
 
 async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
     """Create every missing regen topic. Returns the names it created."""
-    admin = await _connect(bootstrap)
+    admin = await _connect(settings, bootstrap)
     try:
         existing = set(await admin.list_topics())
         wanted = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from streams.connection import faust_credentials
 from streams.consumer import RegenApp
 from streams.settings import Settings
 from streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
@@ -18,6 +19,7 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
     app = RegenApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store=settings.store_url,
         # Table state (RocksDB) is a cache of the changelogs of one cluster: a
         # broker recreated from scratch (the local one, a wiped test cluster)

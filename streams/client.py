@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
 from streams.codec import decode
-from streams.connection import bootstrap_servers
+from streams.connection import bootstrap_servers, kafka_security, start_client
 from streams.exceptions import PoisonEvent, RegenError
 from streams.publisher import Publisher
 from streams.results import topic_partitions
@@ -83,9 +83,10 @@ class ImageClient:
         name = topic_name(self.settings, IMAGES_RESULTS)
         # fetch_max_wait_ms: how long the broker may hold a fetch that has no
         # data yet; short, because a completion is waited for by a person.
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                          enable_auto_commit=False, fetch_max_wait_ms=50)
-        await self._consumer.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    fetch_max_wait_ms=50, **kafka_security(self.settings))
+        await start_client(consumer, self.settings, self.bootstrap)
+        self._consumer = consumer
         tps = [TopicPartition(name, p) for p in await topic_partitions(self._consumer, name)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 
 from streams.exceptions import BrokerError
 
@@ -49,6 +50,8 @@ class BrokerInfo:
     data_dir: str
     log_file: str
     started_at: float
+    # SASL_PLAINTEXT listener with the PLAIN mechanism; empty unless asked for.
+    sasl_bootstrap: str = ""
 
     def alive(self) -> bool:
         return _pid_alive(self.pid)
@@ -101,8 +104,13 @@ def ensure_jars(progress=print) -> Path:
     return libs
 
 
-def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
-    """Start a broker unless one recorded in ``state_dir`` is running."""
+def start(state_dir: Path, progress=print, heap: str = "512m", sasl_users: Mapping[str, str] | None = None
+          ) -> BrokerInfo:
+    """Start a broker unless one recorded in ``state_dir`` is running.
+
+    ``sasl_users`` (name -> password) adds a SASL_PLAINTEXT listener on
+    another port that accepts them with the PLAIN mechanism, to test
+    regen's Kafka authentication; the PLAINTEXT listener stays."""
     running = find_running(state_dir)
     if running is not None:
         return running
@@ -110,8 +118,10 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="regen-kafka-"))
     broker_port, controller_port = _free_port(), _free_port()
+    sasl_port = _free_port() if sasl_users else 0
     config = data_dir / "server.properties"
-    config.write_text(_server_properties(data_dir / "logs", broker_port, controller_port))
+    config.write_text(_server_properties(data_dir / "logs", broker_port, controller_port, sasl_port)
+                      + _sasl_properties(sasl_users or {}))
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(resources.files("streams").joinpath("localkafka", "log4j2.properties").read_text())
     jvm = _jvm(libs, log4j, heap)
@@ -126,7 +136,7 @@ def start(state_dir: Path, progress=print, heap: str = "512m") -> BrokerInfo:
     if fmt.returncode != 0:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise BrokerError(f"formatting Kafka storage failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
-    return _launch(state_dir, jvm, data_dir, broker_port, controller_port)
+    return _launch(state_dir, jvm, data_dir, broker_port, controller_port, sasl_port)
 
 
 def restart(state_dir: Path, progress=print, heap: str = "512m", kill: bool = False) -> BrokerInfo:
@@ -145,7 +155,8 @@ def restart(state_dir: Path, progress=print, heap: str = "512m", kill: bool = Fa
     data_dir = Path(info.data_dir)
     jvm = _jvm(ensure_jars(progress), data_dir / "log4j2.properties", heap)
     broker_port = int(info.bootstrap.rsplit(":", 1)[1])
-    return _launch(state_dir, jvm, data_dir, broker_port, info.controller_port)
+    sasl_port = int(info.sasl_bootstrap.rsplit(":", 1)[1]) if info.sasl_bootstrap else 0
+    return _launch(state_dir, jvm, data_dir, broker_port, info.controller_port, sasl_port)
 
 
 def _jvm(libs: Path, log4j: Path, heap: str) -> list[str]:
@@ -160,14 +171,16 @@ def _jvm(libs: Path, log4j: Path, heap: str) -> list[str]:
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}{os.sep}*"]
 
 
-def _launch(state_dir: Path, jvm: list[str], data_dir: Path, broker_port: int, controller_port: int) -> BrokerInfo:
+def _launch(state_dir: Path, jvm: list[str], data_dir: Path, broker_port: int, controller_port: int,
+            sasl_port: int = 0) -> BrokerInfo:
     log_file = data_dir / "broker.log"
     with open(log_file, "ab") as log:
         # A new session: the broker outlives the `regen broker start` process
         # and does not get the terminal's Ctrl-C.
         proc = subprocess.Popen([*jvm, "kafka.Kafka", str(data_dir / "server.properties")], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    info = BrokerInfo(proc.pid, f"127.0.0.1:{broker_port}", controller_port, str(data_dir), str(log_file), time.time())
+    info = BrokerInfo(proc.pid, f"127.0.0.1:{broker_port}", controller_port, str(data_dir), str(log_file), time.time(),
+                      f"127.0.0.1:{sasl_port}" if sasl_port else "")
     try:
         _wait_until_ready(info, proc)
     except BrokerError:
@@ -189,15 +202,18 @@ def stop(state_dir: Path) -> BrokerInfo | None:
     return info
 
 
-def _server_properties(log_dir: Path, broker_port: int, controller_port: int) -> str:
+def _server_properties(log_dir: Path, broker_port: int, controller_port: int, sasl_port: int = 0) -> str:
+    # The SASL listener is for clients only: the controller and the broker
+    # talk to each other over PLAINTEXT on loopback, so no broker login is needed.
+    client_listeners = f"PLAINTEXT://127.0.0.1:{broker_port}" + (f",SASL://127.0.0.1:{sasl_port}" if sasl_port else "")
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+        f"listeners={client_listeners},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners={client_listeners}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT",
         "inter.broker.listener.name=PLAINTEXT",
         f"log.dirs={log_dir}",
         # regen creates its topics itself, with the partition count its tables need.
@@ -215,6 +231,24 @@ def _server_properties(log_dir: Path, broker_port: int, controller_port: int) ->
         # One machine, a handful of clients: fewer threads, less contention.
         "num.network.threads=1",
         "num.io.threads=2",
+        "",
+    ])
+
+
+def _sasl_properties(users: Mapping[str, str]) -> str:
+    """The accounts the SASL listener accepts, with the PLAIN mechanism."""
+    if not users:
+        return ""
+    for name, password in users.items():
+        # Both end up inside a quoted JAAS string; a quote or ; would end it.
+        if not name.isidentifier() or any(c in password for c in '"\\;\n'):
+            raise BrokerError(f"SASL user {name!r}: names must be identifiers, passwords without quotes, "
+                              "backslashes, semicolons or newlines")
+    accounts = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return "\n".join([
+        "sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+        f"required {accounts};",
         "",
     ])
 

@@ -10,12 +10,11 @@ import asyncio
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 
 from schemas.events import Event
 from streams.admin import ensure_topics
 from streams.codec import encode
-from streams.exceptions import BrokerError
+from streams.connection import kafka_security, start_client
 from streams.settings import Settings
 from streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
 
@@ -34,12 +33,10 @@ class Publisher:
         await ensure_topics(self.settings, self.bootstrap)
         # acks=all and idempotence: an event the call returned for is on the
         # broker once, even if a request was retried.
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          enable_idempotence=True, linger_ms=self.linger_ms)
-        try:
-            await self._producer.start()
-        except KafkaConnectionError as e:
-            raise BrokerError(f"cannot reach Kafka at {self.bootstrap}: {e}") from e
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                    linger_ms=self.linger_ms, **kafka_security(self.settings))
+        await start_client(producer, self.settings, self.bootstrap)
+        self._producer = producer
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.events import ImageFailed, ImageGenerated
 from streams.codec import decode
+from streams.connection import kafka_security, start_client
 from streams.exceptions import BrokerError, PoisonEvent
 from streams.settings import Settings
 from streams.topics import IMAGES_RESULTS, TopicSpec, topic_name
@@ -31,8 +32,9 @@ async def follow_records(settings: Settings, bootstrap: str, spec: TopicSpec, *,
     # assigned partition's position with it, and that lookup can land after
     # an explicit seek_to_beginning and undo it.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
-    await consumer.start()
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                **kafka_security(settings))
+    await start_client(consumer, settings, bootstrap)
     try:
         tps = [TopicPartition(name, p) for p in await topic_partitions(consumer, name)]
         consumer.assign(tps)
@@ -115,15 +117,15 @@ async def wait_for(settings: Settings, bootstrap: str, want: Callable[[Completio
     return seen
 
 
-async def read_to_end(bootstrap: str, topic: str, *, since_ms: int | None = None,
+async def read_to_end(settings: Settings, bootstrap: str, topic: str, *, since_ms: int | None = None,
                       on_record: Callable[[ConsumerRecord], None] | None = None) -> list[ConsumerRecord]:
     """Every record of ``topic`` from the beginning (or from the first record
     at or after ``since_ms``) up to the end offsets as they are *now*: a
     snapshot that ends, however busy the topic is. No consumer group."""
     # "earliest", as the seek below: see follow_records.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
+                                auto_offset_reset="earliest", **kafka_security(settings))
+    await start_client(consumer, settings, bootstrap)
     try:
         tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         consumer.assign(tps)
@@ -162,7 +164,7 @@ async def read_table(settings: Settings, bootstrap: str, table: str) -> dict[str
     import orjson
 
     rows: dict[str, dict] = {}
-    for record in await read_to_end(bootstrap, changelog_topic(settings, table)):
+    for record in await read_to_end(settings, bootstrap, changelog_topic(settings, table)):
         key = record.key.decode() if record.key is not None else ""
         if key.startswith('"'):
             key = orjson.loads(key)  # Faust writes changelog keys as JSON strings
@@ -173,11 +175,12 @@ async def read_table(settings: Settings, bootstrap: str, table: str) -> dict[str
     return rows
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(settings: Settings, bootstrap: str, topic: str) -> dict[int, int]:
     """Where each partition of ``topic`` ends now: follow from here to see
     only what is published after this call."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **kafka_security(settings))
+    await start_client(consumer, settings, bootstrap)
     try:
         tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}

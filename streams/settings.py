@@ -7,6 +7,7 @@ them in one place.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +20,13 @@ DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".regen"
 # name of the setting -> environment variable
 ENVIRONMENT: dict[str, str] = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_cafile": "KAFKA_SSL_CAFILE",
+    "kafka_ssl_certfile": "KAFKA_SSL_CERTFILE",
+    "kafka_ssl_keyfile": "KAFKA_SSL_KEYFILE",
     "app_id": "REGEN_APP_ID",
     "topic_prefix": "REGEN_TOPIC_PREFIX",
     "partitions": "REGEN_PARTITIONS",
@@ -30,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "web_port": "REGEN_WEB_PORT",
     "web_token": "REGEN_WEB_TOKEN",
     "web_debug_endpoints": "REGEN_WEB_DEBUG_ENDPOINTS",
+    "web_allow_anonymous": "REGEN_WEB_ALLOW_ANONYMOUS",
     "variants": "REGEN_VARIANTS",
     "pregenerate_variants": "REGEN_PREGENERATE_VARIANTS",
     "render_processes": "REGEN_RENDER_PROCESSES",
@@ -51,7 +60,10 @@ ENVIRONMENT: dict[str, str] = {
     "log_level": "REGEN_LOG_LEVEL",
 }
 
-SECRET_SETTINGS = frozenset({"web_token"})
+SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password"})
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,15 @@ class Settings:
     """Effective configuration. Build it with ``Settings.from_env()``."""
 
     bootstrap_servers: str = ""  # empty: use the local broker started by `regen broker start`
+    # How every Kafka client regen builds talks to the broker (streams/connection.py).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    # Empty CA file: the system's trusted CAs. Certificate and key: mutual TLS.
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
     app_id: str = "regen"
     # Prefix of every topic regen owns; tests use it to isolate runs on one broker.
     topic_prefix: str = "regen"
@@ -73,6 +94,9 @@ class Settings:
     web_port: int = 6066
     web_token: str = ""
     web_debug_endpoints: bool = False
+    # Serve the API on a non-loopback address without a token: only when the
+    # network in front of it is trusted, so it has to be asked for by name.
+    web_allow_anonymous: bool = False
     variants: tuple[str, ...] = ("h400.jpg", "h400.webp", "h200.jpg", "full.png")
     pregenerate_variants: tuple[str, ...] = ("h400.jpg", "h400.webp")
     render_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -132,6 +156,7 @@ class Settings:
 
         if self.partitions < 1:
             raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
+        self._validate_kafka_security()
         if self.render_processes < 1:
             raise ConfigError(
                 f"{ENVIRONMENT['render_processes']}={self.render_processes}: must be at least 1"
@@ -165,6 +190,46 @@ class Settings:
                 f"which {ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})"
             )
 
+    def _validate_kafka_security(self) -> None:
+        protocol, env = self.kafka_security_protocol, ENVIRONMENT
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ConfigError(f"{env['kafka_security_protocol']}={protocol!r} is not valid; "
+                              f"valid: {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(f"{env['kafka_sasl_mechanism']}={self.kafka_sasl_mechanism!r} is not valid; "
+                              f"valid: {', '.join(KAFKA_SASL_MECHANISMS)}")
+        # A setting that would be silently ignored makes someone believe the
+        # connection is authenticated or encrypted when it is not.
+        uses_sasl, uses_tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        if uses_sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ConfigError(f"{env['kafka_security_protocol']}={protocol} needs {env['kafka_sasl_username']} "
+                              f"and {env['kafka_sasl_password']}")
+        if not uses_sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ConfigError(f"{env['kafka_sasl_username']}/{env['kafka_sasl_password']} are set but "
+                              f"{env['kafka_security_protocol']}={protocol} does not use SASL; "
+                              f"use SASL_SSL (or SASL_PLAINTEXT on a trusted network)")
+        tls_files = [env[name] for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+                     if getattr(self, name)]
+        if tls_files and not uses_tls:
+            raise ConfigError(f"{', '.join(tls_files)} set but {env['kafka_security_protocol']}={protocol} "
+                              f"does not use TLS; use SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ConfigError(f"{env['kafka_ssl_keyfile']} is set without {env['kafka_ssl_certfile']}: "
+                              f"mutual TLS needs the client certificate too")
+
+    def check_web_exposure(self) -> None:
+        """Refuse to serve the API to the network without a token.
+
+        Called where a worker starts serving, not in validate(): a client
+        command run beside a worker (`regen import` in its container) shares
+        its environment and must not fail for the worker's bind address."""
+        if self.web_token or self.web_allow_anonymous or is_loopback(self.web_host):
+            return
+        env = ENVIRONMENT
+        raise ConfigError(f"{env['web_host']}={self.web_host!r} would serve the HTTP API to the network without "
+                          f"a token: set {env['web_token']} (clients send it as a bearer token), bind to "
+                          f"127.0.0.1, or set {env['web_allow_anonymous']}=1 if the network in front is trusted")
+
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}.{suffix}"
 
@@ -187,6 +252,17 @@ class Settings:
     def __repr__(self) -> str:  # never leak the token into logs
         shown = ", ".join(f"{k}={v!r}" for k, _, v in self.describe())
         return f"Settings({shown})"
+
+
+def is_loopback(host: str) -> bool:
+    """True only for addresses other machines cannot reach; a name other
+    than localhost may resolve to anything, so it counts as exposed."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(setting: str, env_name: str, raw: str, default: object) -> object:
