@@ -36,7 +36,8 @@ def register_sweeper(ctx: WorkerContext) -> None:
 
 async def sweep(ctx: WorkerContext) -> None:
     now = time.time()
-    jobs = (JobState.from_dict(v) for _, v in ctx.tables.jobs.items())
+    # from_dict reads a malformed (forged) row as None: skipped
+    jobs = (job for job in (JobState.from_dict(v) for v in ctx.tables.jobs.values()) if job is not None)
     for job in stuck_jobs(jobs, now, ctx.settings.stuck_after):
         last = ctx.resent.get(job.job_id)
         if last is not None and now - last < ctx.settings.stuck_after:
@@ -48,7 +49,7 @@ async def sweep(ctx: WorkerContext) -> None:
         log.warning("job %s has been %s since %s: sending it again", job.job_id, job.status,
                     job.started_at if job.status == "running" else job.updated_at)
         await ctx.emit(RENDER_INTERACTIVE if again.lane == "interactive" else RENDER_BACKGROUND, again)
-    videos = (VideoState.from_dict(v) for _, v in ctx.tables.videos.items())
+    videos = (video for video in (VideoState.from_dict(v) for v in ctx.tables.videos.values()) if video is not None)
     over = {v.video_id: v.pending for v in videos_over(videos, ctx.settings.pending_warn_threshold)}
     for video_id, pending in over.items():
         if video_id not in ctx.warned_videos:

@@ -15,8 +15,10 @@ worker is reported by its new owner.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from projections.state import AssetState, Record, VideoState
+from schemas.bounds import Count, Shape
 from schemas.jobs import BatchShard
 
 MAX_FAILURES = 50  # per shard and per batch: enough to see what went wrong
@@ -83,10 +85,23 @@ def _bucket(status: str) -> str:
 
 
 @dataclass(frozen=True)
+class ShardCounts(Record):
+    """One entry of BatchState.shards (kept there as a dict): a BatchShard's counts."""
+
+    total: Count
+    completed: Count
+    failed: Count
+    pending: Count
+    at: float
+    failures: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
 class BatchState(Record):
     batch_id: str
-    shards: dict[str, dict] = field(default_factory=dict)  # partition (as str: JSON keys) -> shard
-    samples: tuple[tuple[float, int], ...] = ()  # (time, completed + failed)
+    # partition (as str: JSON keys) -> shard
+    shards: dict[str, Annotated[dict, Shape(ShardCounts)]] = field(default_factory=dict)
+    samples: tuple[tuple[float, Count], ...] = ()  # (time, completed + failed)
     first_at: float | None = None
     updated_at: float | None = None
 

@@ -76,10 +76,13 @@ def _annotation_changed(p: Projections, before: AnnotationState | None, after: A
 # --- comparison --------------------------------------------------------------
 
 IN_FLIGHT = frozenset({"pending", "running", "retrying"})
+_ROW_TYPES = {"assets": AssetState, "jobs": JobState, "annotations": AnnotationState, "videos": VideoState}
 
 
 def comparable(table: str, value: dict) -> dict | None:
     """The part of a table value that the events determine; None: not comparable (in flight)."""
+    if _ROW_TYPES[table].from_dict(value) is None:  # malformed (forged?): reported as a difference
+        return {"malformed_row": True}
     if table == "assets":
         asset = AssetState.from_dict(value)
         variants = {}
@@ -145,7 +148,8 @@ def compare(live: Projections, rebuilt: Projections) -> Comparison:
             if key in live_rows and live_value is None:
                 in_flight += 1
                 continue
-            if table == "assets" and live_value is not None and rebuilt_value is not None:
+            if (table == "assets" and live_value is not None and rebuilt_value is not None
+                    and "variants" in live_value and "variants" in rebuilt_value):
                 # A variant being rendered again right now is compared once it is done.
                 busy = set(AssetState.from_dict(live_rows[key]).variants) - set(live_value["variants"])
                 in_flight += bool(busy)

@@ -38,7 +38,7 @@ def find_damage(assets: dict[str, dict], annotations: dict[str, dict], check: Ch
     if video_id is None:
         for asset_id, value in sorted(assets.items()):
             asset = AssetState.from_dict(value)
-            if batch_id is not None and asset.batch_id != batch_id:
+            if asset is None or (batch_id is not None and asset.batch_id != batch_id):  # None: malformed row
                 continue
             for variant, entry in sorted(asset.variants.items()):
                 if entry.get("status") == "completed":
@@ -46,7 +46,7 @@ def find_damage(assets: dict[str, dict], annotations: dict[str, dict], check: Ch
     if batch_id is None:
         for annotation_id, value in sorted(annotations.items()):
             annotation = AnnotationState.from_dict(value)
-            if video_id is not None and annotation.video_id != video_id:
+            if annotation is None or (video_id is not None and annotation.video_id != video_id):
                 continue
             inspect(Target("composite", annotation_id), composite_variant, annotation.output)
     return found[:limit] if limit is not None else found

@@ -6,9 +6,21 @@ be read by anything, and recovery needs no pickles.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from typing import Annotated, Any, Literal
 
+from projections.throttled_log import ThrottledLog
+from schemas.bounds import (Coordinate, Count, ErrorText, FrameNumber, Milliseconds, Pixels, Revision, Sha256,
+                            Shape, SourcePath, StorePath)
+from schemas.exceptions import SchemaError
+from schemas.typed import read_record
+
+log = logging.getLogger(__name__)
+_malformed_rows = ThrottledLog(log)
+
+# Row timestamps stay plain strings: whatever reads one (the sweeper's clock)
+# copes with one it cannot parse, and events' timestamps were checked already.
 JobStatus = Literal["pending", "running", "retrying", "completed", "failed", "superseded"]
 TERMINAL = frozenset({"completed", "failed", "superseded"})
 
@@ -18,15 +30,24 @@ class Record:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None):
+    def from_dict(cls, data: Any):
+        """The row, typed field by field; None if there is none, or if it is malformed.
+
+        Rows come back from changelog topics, which anyone with write access
+        to them can forge. A malformed row is treated as no row (with a
+        warning, at most one a minute per record type): every caller already
+        handles a missing row, mostly by folding the next event into a fresh
+        one, which replaces the forged row. Raising instead would need a
+        handler at each of the dozens of reads, in timers and agents alike.
+        """
         if data is None:
             return None
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        values = {k: v for k, v in data.items() if k in names}
-        for k, v in values.items():
-            if isinstance(v, list):
-                values[k] = tuple(v)
-        return cls(**values)
+        try:
+            return read_record(cls, data)
+        except SchemaError as e:
+            _malformed_rows.log(cls.__name__, logging.WARNING, "malformed %s row ignored (read as no row): %s",
+                                cls.__name__, e)
+            return None
 
     def evolve(self, **changes):
         return replace(self, **changes)  # type: ignore[type-var]
@@ -34,32 +55,36 @@ class Record:
 
 @dataclass(frozen=True)
 class Output(Record):
-    uri: str
-    sha256: str
-    width: int
-    height: int
-    bytes: int
+    uri: StorePath
+    sha256: Sha256
+    width: Pixels
+    height: Pixels
+    bytes: Count
+
+
+# A finished render's output as rows hold it: a dict, checked to read as Output.
+OutputDict = Annotated[dict, Shape(Output)]
 
 
 @dataclass(frozen=True)
 class JobState(Record):
     job_id: str
-    target_kind: str
+    target_kind: Literal["thumbnail", "composite"]
     target_id: str
     variant: str
-    revision: int
+    revision: Revision
     lane: str
     status: JobStatus
     created_at: str
     updated_at: str
-    attempts: int = 0
+    attempts: Count = 0
     started_at: str | None = None
     finished_at: str | None = None
-    error: str | None = None
+    error: ErrorText | None = None
     error_code: str | None = None
-    reason: str | None = None
-    output: dict | None = None
-    render_ms: float | None = None
+    reason: Literal["permanent", "exhausted", "timeout"] | None = None
+    output: OutputDict | None = None
+    render_ms: Milliseconds | None = None
     cache_hit: bool = False
     request_ids: tuple[str, ...] = ()
 
@@ -72,24 +97,24 @@ class JobState(Record):
 class VariantState(Record):
     status: JobStatus
     job_id: str
-    revision: int
+    revision: Revision
     updated_at: str
-    output: dict | None = None
-    error: str | None = None
+    output: OutputDict | None = None
+    error: ErrorText | None = None
 
 
 @dataclass(frozen=True)
 class AssetState(Record):
     asset_id: str
-    uri: str
-    media_type: str
+    uri: SourcePath
+    media_type: Literal["image", "video"]
     sha256: str
-    size_bytes: int
+    size_bytes: Count
     imported_at: str
-    revision: int = 1
+    revision: Revision = 1
     batch_id: str | None = None
     captured_at: str | None = None
-    variants: dict[str, dict] = field(default_factory=dict)
+    variants: dict[str, Annotated[dict, Shape(VariantState)]] = field(default_factory=dict)
     # The Kafka partition its events live in (batch progress is reported per partition).
     partition: int = -1
 
@@ -103,19 +128,28 @@ class AnnotationState(Record):
 
     annotation_id: str
     video_id: str
-    source: str
-    start_frame: int  # the span of the wanted revision
-    end_frame: int
-    wanted_revision: int
+    source: SourcePath
+    start_frame: FrameNumber  # the span of the wanted revision
+    end_frame: FrameNumber
+    wanted_revision: Revision
     last_change_at: str
-    crop: tuple[int, int, int, int] | None = None
-    rendered_revision: int = 0
+    crop: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
+    rendered_revision: Revision = 0
     dirty: bool = True
     rendered_at: str | None = None
-    output: dict | None = None
-    frames_used: tuple[int, ...] | None = None
-    failed_revision: int = 0  # a permanent failure: not scheduled again until a new edit
-    last_error: str | None = None
+    output: OutputDict | None = None
+    frames_used: tuple[FrameNumber, ...] | None = None
+    failed_revision: Revision = 0  # a permanent failure: not scheduled again until a new edit
+    last_error: ErrorText | None = None
+
+
+@dataclass(frozen=True)
+class AnnotationStatus(Record):
+    """One entry of VideoState.annotations (kept there as a dict)."""
+
+    status: Literal["dirty", "failed", "current"]
+    revision: Revision
+    error: ErrorText | None = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +158,10 @@ class VideoState(Record):
     A set, not a counter, so a replayed flag cannot count twice."""
 
     video_id: str
-    dirty: dict[str, int] = field(default_factory=dict)
+    dirty: dict[str, Revision] = field(default_factory=dict)
     # annotation_id -> {"status": dirty|failed|current, "revision": r, "error": ...}
-    annotations: dict[str, dict] = field(default_factory=dict)
-    samples: tuple = ()  # (time, annotations current or failed), for the rate
+    annotations: dict[str, Annotated[dict, Shape(AnnotationStatus)]] = field(default_factory=dict)
+    samples: tuple[tuple[float, Count], ...] = ()  # (time, annotations current or failed), for the rate
 
     @property
     def pending(self) -> int:

@@ -2,13 +2,19 @@
 
 The JSON Schema files in ``schemas/json`` are the contract for publishers in
 any language; these records mirror them field for field (a unit test checks
-that they agree). ``to_dict``/``from_dict`` convert to and from JSON bodies.
+that they agree, bounds included). ``to_dict``/``from_dict`` convert to and
+from JSON bodies; ``from_dict`` checks every field against its annotation
+(``schemas.typed``) and raises SchemaError naming the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Milliseconds,
+                            Pixels, Range, Revision, Sha256, ShortText, SourcePath, StorePath, Timestamp, Variant)
+from schemas.typed import read_record
 
 TargetKind = Literal["thumbnail", "composite"]
 
@@ -16,7 +22,7 @@ TargetKind = Literal["thumbnail", "composite"]
 @dataclass(frozen=True)
 class Target:
     kind: TargetKind
-    id: str
+    id: Id
 
     @property
     def key(self) -> str:
@@ -42,27 +48,21 @@ class Event:
         return {k: v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, body: dict[str, Any]):
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in body.items() if k in names}
-        if "target" in values and isinstance(values["target"], dict):
-            values["target"] = Target(**values["target"])
-        for list_field in ("crop", "request_ids", "frames_used", "failures"):
-            if isinstance(values.get(list_field), list):
-                values[list_field] = tuple(values[list_field])
-        return cls(**values)
+    def from_dict(cls, body: Any):
+        """The record, typed field by field; SchemaError if ``body`` is not one."""
+        return read_record(cls, body)
 
 
 @dataclass(frozen=True)
 class BoundaryChanged(Event):
     ce_type: ClassVar[str] = "dev.regen.BoundaryChanged.v1"
-    annotation_id: str
-    video_id: str
-    start_frame: int
-    end_frame: int
-    revision: int
-    source: str
-    crop: tuple[int, int, int, int] | None = None
+    annotation_id: Id
+    video_id: Id
+    start_frame: FrameNumber
+    end_frame: FrameNumber
+    revision: Annotated[int, Range(1, INT32_MAX)]
+    source: SourcePath
+    crop: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
 
     @property
     def key(self) -> str:
@@ -72,14 +72,14 @@ class BoundaryChanged(Event):
 @dataclass(frozen=True)
 class AssetImported(Event):
     ce_type: ClassVar[str] = "dev.regen.AssetImported.v1"
-    asset_id: str
-    uri: str
+    asset_id: Id
+    uri: SourcePath
     media_type: Literal["image", "video"]
-    sha256: str
-    size_bytes: int
-    imported_at: str
-    batch_id: str | None = None
-    captured_at: str | None = None
+    sha256: Sha256
+    size_bytes: Count
+    imported_at: Timestamp
+    batch_id: Annotated[str, Length(200)] | None = None
+    captured_at: Annotated[str, Length(40)] | None = None  # EXIF text, shown, never parsed
 
     @property
     def key(self) -> str:
@@ -90,8 +90,8 @@ class AssetImported(Event):
 class ImageRequested(Event):
     ce_type: ClassVar[str] = "dev.regen.ImageRequested.v1"
     target: Target
-    variant: str
-    request_id: str
+    variant: Variant
+    request_id: Id
     priority: Literal["interactive", "background"] = "interactive"
     force: bool = False
 
@@ -104,20 +104,20 @@ class ImageRequested(Event):
 class ImageGenerated(Event):
     ce_type: ClassVar[str] = "dev.regen.ImageGenerated.v1"
     target: Target
-    variant: str
-    revision: int
-    job_id: str
-    uri: str
-    sha256: str
-    width: int
-    height: int
-    bytes: int
-    render_ms: float
-    attempts: int
+    variant: Variant
+    revision: Revision
+    job_id: ShortText
+    uri: StorePath
+    sha256: Sha256
+    width: Pixels
+    height: Pixels
+    bytes: Count
+    render_ms: Milliseconds
+    attempts: Count
     cache_hit: bool
-    generated_at: str
-    request_ids: tuple[str, ...] = field(default_factory=tuple)
-    frames_used: tuple[int, ...] | None = None
+    generated_at: Timestamp
+    request_ids: tuple[Id, ...] = field(default_factory=tuple)
+    frames_used: tuple[FrameNumber, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -128,15 +128,15 @@ class ImageGenerated(Event):
 class ImageFailed(Event):
     ce_type: ClassVar[str] = "dev.regen.ImageFailed.v1"
     target: Target
-    variant: str
-    revision: int
-    job_id: str
+    variant: Variant
+    revision: Revision
+    job_id: ShortText  # "" for a refused request: no job
     reason: Literal["permanent", "exhausted", "timeout"]
-    error_code: str
-    error: str
-    attempts: int
-    failed_at: str
-    request_ids: tuple[str, ...] = field(default_factory=tuple)
+    error_code: ShortText
+    error: ErrorText
+    attempts: Count
+    failed_at: Timestamp
+    request_ids: tuple[Id, ...] = field(default_factory=tuple)
 
     @property
     def key(self) -> str:

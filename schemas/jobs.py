@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
+from schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Range, Revision, ShortText,
+                            SourcePath, Timestamp, TimestampOrEmpty, Variant)
 from schemas.events import Event, Target
 
 Lane = Literal["interactive", "background"]
@@ -19,25 +21,25 @@ def job_id_for(target: Target, variant: str, revision: int) -> str:
 @dataclass(frozen=True)
 class RenderJob(Event):
     ce_type: ClassVar[str] = "dev.regen.RenderJob.v1"
-    job_id: str
+    job_id: ShortText
     target: Target
-    variant: str
-    revision: int
+    variant: Variant
+    revision: Revision
     lane: Lane
-    source_uri: str
-    source_sha256: str
-    media_type: str
-    enqueued_at: str
-    attempt: int = 1
+    source_uri: SourcePath
+    source_sha256: ShortText  # "" for composites (a span of a video has no one hash)
+    media_type: Literal["image", "video"]
+    enqueued_at: Timestamp
+    attempt: Count = 1
     force: bool = False
-    request_ids: tuple[str, ...] = field(default_factory=tuple)
+    request_ids: tuple[Id, ...] = field(default_factory=tuple)
     # composites only: the span (inclusive) and optional crop box x, y, w, h
-    start_frame: int | None = None
-    end_frame: int | None = None
-    crop: tuple[int, int, int, int] | None = None
+    start_frame: FrameNumber | None = None
+    end_frame: FrameNumber | None = None
+    crop: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
     # retries: not to be rendered before this time (seconds since the epoch), and why
     not_before: float | None = None
-    last_error: str | None = None
+    last_error: ErrorText | None = None
 
     @property
     def key(self) -> str:
@@ -52,15 +54,15 @@ class DirtyFlag(Event):
     the annotation and its video are usually in different partitions."""
 
     ce_type: ClassVar[str] = "dev.regen.DirtyFlag.v1"
-    video_id: str
-    annotation_id: str
-    revision: int
+    video_id: Id
+    annotation_id: Id
+    revision: Revision
     dirty: bool
-    at: str
+    at: TimestampOrEmpty  # "" if a current annotation has no render time
     # "dirty", "failed" (its last render failed for good) or "current"; ""
     # in flags written before statuses existed (read as dirty/current).
-    status: str = ""
-    error: str | None = None
+    status: Literal["", "dirty", "failed", "current"] = ""
+    error: ErrorText | None = None
 
     @property
     def key(self) -> str:
@@ -75,13 +77,14 @@ class BatchShard(Event):
     newer shard of the same partition replaces the older one."""
 
     ce_type: ClassVar[str] = "dev.regen.BatchShard.v1"
-    batch_id: str
-    partition: int
-    total: int
-    completed: int
-    failed: int
-    pending: int
+    batch_id: Annotated[str, Length(200)]
+    partition: Annotated[int, Range(0, INT32_MAX)]
+    total: Count
+    completed: Count
+    failed: Count
+    pending: Count
     at: float  # seconds since the epoch, on the reporting worker
+    # {"asset_id", "variant", "error"} objects; each read back with .get or as shown
     failures: tuple[dict, ...] = field(default_factory=tuple)
 
     @property

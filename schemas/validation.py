@@ -39,12 +39,12 @@ def parse_event(event_name: str, body: Any) -> Event:
     validate_body(event_name, body)
     cls = EVENT_TYPES[event_name]
     event = cls.from_dict(body)
-    _check_semantics(event)
+    check_semantics(event)
     return event
 
 
-def _check_semantics(event: Event) -> None:
-    """Rules JSON Schema cannot say."""
+def check_semantics(event: Event) -> None:
+    """Rules neither JSON Schema nor a field's type can say."""
     start, end = getattr(event, "start_frame", None), getattr(event, "end_frame", None)
     if start is not None and end is not None and end < start:
-        raise SchemaError(f"BoundaryChanged: end_frame {end} is before start_frame {start}")
+        raise SchemaError(f"{type(event).__name__}: end_frame {end} is before start_frame {start}")

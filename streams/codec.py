@@ -18,8 +18,9 @@ import orjson
 from schemas.events import EVENT_TYPES, Event, ImageFailed, ImageGenerated
 from schemas.exceptions import SchemaError
 from schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from schemas.validation import parse_event
+from schemas.validation import check_semantics, parse_event
 from streams.exceptions import PoisonEvent
+from streams.utf8 import valid_json_value, valid_utf8
 
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
@@ -47,26 +48,41 @@ def now_iso() -> str:
 
 
 def encode(event: Event, source: str, ce_id: str | None = None) -> Envelope:
+    """Never raises on text: a string that is not valid UTF-8 (lone
+    surrogates, from a file name os.fsdecode could not decode) is sent with
+    its bad characters as \\xNN escapes. Checked only after orjson refused,
+    so the usual path costs nothing more."""
     ce_id = ce_id or str(uuid.uuid4())
-    body = orjson.dumps(event.to_dict())
+    fields = event.to_dict()
+    try:
+        body = orjson.dumps(fields)
+    except orjson.JSONEncodeError:
+        body = orjson.dumps(valid_json_value(fields))
     headers: Headers = [
         ("ce_specversion", SPECVERSION),
-        ("ce_id", ce_id.encode()),
-        ("ce_source", source.encode()),
+        ("ce_id", valid_utf8(ce_id)),
+        ("ce_source", valid_utf8(source)),
         ("ce_type", event.ce_type.encode()),
         ("ce_time", now_iso().encode()),
         ("content-type", CONTENT_TYPE),
     ]
-    return Envelope(event.key.encode(), body, headers, ce_id)
+    return Envelope(valid_utf8(event.key), body, headers, ce_id)
 
 
 def header(headers: Iterable[tuple[str, bytes]] | dict | None, name: str) -> str | None:
+    """The header's value as text, or None. Tolerates whatever a producer
+    sent: null values, odd containers, items that are not pairs."""
     if not headers:
         return None
     items = headers.items() if isinstance(headers, dict) else headers
-    for k, v in items:
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 2:
+            continue
+        k, v = item
         if k == name:
-            return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
+            if v is None:
+                return None
+            return bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, bytearray, memoryview)) else str(v)
     return None
 
 
@@ -74,12 +90,15 @@ def decode(value: bytes | None, headers, expected: Sequence[type[Event]],
            validate: bool = True) -> tuple[Event, str | None]:
     """Decode and validate one message body. Returns (event, ce_id).
 
-    ``validate=False`` skips the JSON Schema for reading back events a worker
-    has already checked (a replay planning what to ask for).
+    For any bytes and headers, returns an event or raises PoisonEvent with a
+    readable reason, nothing else: every field is type-checked against its
+    record (``schemas.typed``); publishers' events are also checked against
+    their JSON Schema. ``validate=False`` skips the JSON Schema for reading
+    back events a worker has already checked (a replay planning what to ask for).
 
     ``expected`` are the event types the topic may carry; a message without a
     ``ce_type`` header is taken as the first of them, so publishers that cannot
-    set headers can still publish. Raises PoisonEvent with a readable reason.
+    set headers can still publish.
     """
     ce_type = header(headers, "ce_type")
     if ce_type is None:
@@ -93,13 +112,14 @@ def decode(value: bytes | None, headers, expected: Sequence[type[Event]],
         raise PoisonEvent("message has no value (tombstone) where an event was expected")
     try:
         body = orjson.loads(value)
-    except orjson.JSONDecodeError as e:
+    except (orjson.JSONDecodeError, TypeError) as e:
         raise PoisonEvent(f"body is not valid JSON: {e}") from e
     try:
         if cls in WRITTEN_BY_REGEN or not validate:  # skip JSON Schema (0.4 ms an event)
-            event = cls.from_dict(body)
+            event = cls.from_dict(body)  # typed: a few microseconds
+            check_semantics(event)
         else:
             event = parse_event(cls.__name__, body)
-    except (SchemaError, TypeError, ValueError) as e:
+    except SchemaError as e:
         raise PoisonEvent(f"{cls.__name__} does not match its schema: {e}") from e
     return event, header(headers, "ce_id")

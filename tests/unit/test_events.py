@@ -82,3 +82,91 @@ def test_boundary_end_before_start_is_refused():
 
     with pytest.raises(PoisonEvent, match="before start_frame"):
         decode(orjson.dumps(body), [], (BoundaryChanged,))
+
+
+# --- records and JSON Schema declare the same bounds -------------------------
+
+BOUND_KEYWORDS = ("maxLength", "minLength", "pattern", "format", "minimum", "maximum", "minItems", "maxItems",
+                  "enum")
+
+
+def expected_keywords(hint) -> dict:
+    """The JSON Schema keywords a field's annotation stands for."""
+    import typing
+
+    from schemas.bounds import INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, Pattern, Range
+
+    marks = ()
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, *rest = typing.get_args(hint)
+        marks = tuple(rest)
+    args = typing.get_args(hint)
+    if type(None) in args:
+        return expected_keywords(next(a for a in args if a is not type(None)))
+    found = {type(m): m for m in marks}
+    if hint is str:
+        length = found.get(Length, Length(MAX_SHORT_CHARS))
+        out = {"maxLength": length.max_length}
+        if length.min_length:
+            out["minLength"] = length.min_length
+        if Pattern in found:
+            out["pattern"] = found[Pattern].regex
+        if IsoTimestamp in found:
+            out["format"] = "date-time"
+        return out
+    if hint is int:
+        bounds = found.get(Range, Range())
+        return {"minimum": INT64_MIN if bounds.minimum is None else bounds.minimum,
+                "maximum": INT64_MAX if bounds.maximum is None else bounds.maximum}
+    if hint is float:
+        bounds = found.get(Range, Range())
+        return {k: v for k, v in (("minimum", bounds.minimum), ("maximum", bounds.maximum)) if v is not None}
+    if typing.get_origin(hint) is typing.Literal:
+        return {"enum": list(args)}
+    if typing.get_origin(hint) is tuple:
+        if args[-1] is Ellipsis:
+            return {"maxItems": MAX_ITEMS, "items": expected_keywords(args[0])}
+        return {"minItems": len(args), "maxItems": len(args), "items": expected_keywords(args[0])}
+    return {}
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = {**schema["$defs"][node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def disagreements(schema: dict, node: dict, hint, where: str) -> list[str]:
+    import typing
+    from dataclasses import is_dataclass
+
+    node = resolve(schema, node)
+    bare = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+    if isinstance(bare, type) and is_dataclass(bare):
+        hints = typing.get_type_hints(bare, include_extras=True)
+        return [p for f in fields(bare) for p in disagreements(schema, node["properties"][f.name], hints[f.name],
+                                                                 f"{where}.{f.name}")]
+    expected = expected_keywords(hint)
+    problems = []
+    items = expected.pop("items", None)
+    if items is not None:
+        problems += [f"{where}[]: {p}" for p in _compare(resolve(schema, node.get("items", {})), items)]
+    return problems + [f"{where}: {p}" for p in _compare(node, expected)]
+
+
+def _compare(node: dict, expected: dict) -> list[str]:
+    actual = {k: node[k] for k in BOUND_KEYWORDS if k in node}
+    return [f"{k}: schema {actual.get(k)!r}, record {expected.get(k)!r}"
+            for k in sorted(set(actual) | set(expected)) if actual.get(k) != expected.get(k)]
+
+
+@pytest.mark.parametrize("name", sorted(EVENT_TYPES))
+def test_record_and_schema_declare_the_same_bounds(name):
+    import typing
+
+    cls = EVENT_TYPES[name]
+    schema = schema_for(name)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    problems = [p for f in fields(cls) for p in disagreements(schema, schema["properties"][f.name], hints[f.name],
+                                                                 f"{name}.{f.name}")]
+    assert not problems, "\n".join(problems)
