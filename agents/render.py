@@ -20,17 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from agents.context import WorkerContext
 from agents.deadletter import send_to_deadletter
-from agents.faults import HangIf
+from agents.faults import HangIf, SwapAfterOpen
 from agents.handling import as_current_event, register_event_agent
 from agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
-from imaging.limits import Limits
 from imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
                             run_composite_task, run_thumbnail_task)
 from projections import folds
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 # How long take_events waits to fill a batch: short, so one lone request is
 # not held back waiting for company.
 BATCH_WINDOW_S = 0.01
+# How a render process dies when its input exhausts it: the OOM killer's
+# SIGKILL, or a decoder's SIGSEGV/SIGBUS/SIGABRT on a failed allocation.
+KILLED_FOR_RESOURCES = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT})
 # A batch running this much longer than the render timeout is reported.
 SLOW_BATCH_GRACE_S = 30.0
 
@@ -70,7 +75,7 @@ def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
 
 async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
     accepted: list[tuple[Any, RenderJob]] = []
-    retold: list[Event] = []
+    retold: list[tuple[Any, Event]] = []
     for event in batch:
         try:
             job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
@@ -81,13 +86,13 @@ async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
             if decision == "render":
                 accepted.append((event, job))
             elif decision is not None:
-                retold.append(decision)
+                retold.append((event, decision))
         except Exception as e:  # noqa: BLE001 - the batch is acked whatever happens: record why
             if not isinstance(e, PoisonEvent):
                 log.exception("starting a render job failed")
             await send_to_deadletter(ctx, event.message, e)
-    for completion in retold:
-        await ctx.emit(IMAGES_RESULTS, completion)
+    for event, completion in retold:
+        await _emit_or_deadletter(ctx, event, IMAGES_RESULTS, completion)
     # Each completion is emitted as soon as its render ends, so emitting one
     # overlaps rendering the others and no render process idles on the broker.
     stages: dict[str, str] = {job.job_id: "waiting for a render process" for _, job in accepted}
@@ -130,10 +135,19 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob, stage
     _count(ctx, outcome)
     stages[job.job_id] = "sending its outcome"
     if isinstance(outcome, Retry):
-        await ctx.emit(RENDER_RETRY, outcome.job)
+        await _emit_or_deadletter(ctx, event, RENDER_RETRY, outcome.job)
     else:
-        await ctx.emit(IMAGES_RESULTS, outcome)
+        await _emit_or_deadletter(ctx, event, IMAGES_RESULTS, outcome)
     stages[job.job_id] = "done"
+
+
+async def _emit_or_deadletter(ctx: WorkerContext, event: Any, spec: TopicSpec, outcome: Event) -> None:
+    """A send no retry can cure (send_durably raises it) dead-letters the
+    job's message instead of crashing the lane."""
+    try:
+        await ctx.emit(spec, outcome)
+    except KafkaError as e:
+        await send_to_deadletter(ctx, event.message, e)
 
 
 def _count(ctx: WorkerContext, outcome: Event | Retry) -> None:
@@ -193,7 +207,7 @@ def _superseded(ctx: WorkerContext, job: RenderJob) -> bool:
 def _task_for(ctx: WorkerContext, job: RenderJob):
     """The picklable task and the function a render process runs for it."""
     settings = ctx.settings
-    limits = Limits(settings.max_source_pixels, settings.max_source_bytes)
+    limits = settings.limits()
     if job.target.kind == "composite":
         return run_composite_task, CompositeTask(
             source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,
@@ -220,6 +234,8 @@ async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]
     fn, task = _task_for(ctx, job)
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
+    if settings.fault_swap_to:
+        fn = SwapAfterOpen(settings.fault_swap_to, fn)
     try:
         with ctx.metrics.render_seconds.labels(job.target.kind).time():
             outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane,
@@ -232,6 +248,12 @@ async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]
     except TaskTimedOut as e:
         code, message, final_reason = "timeout", str(e), "timeout"
     except WorkerDied as e:
+        if e.signal_number in KILLED_FOR_RESOURCES and job.attempt >= 2:
+            # Killed again on its retry: the input, not bad luck, is the
+            # cause (an OOM kill, a decoder crashing on it). Never a third try.
+            return _failed(job, "permanent", "resource_limit",
+                           f"{e}: killed by signal {e.signal_number} on attempt {job.attempt} too; "
+                           f"the source needs more than a render process may use", job.attempt)
         code, message, final_reason = "worker_died", str(e), "exhausted"
     if job.attempt >= settings.max_attempts:
         return _failed(job, final_reason, code, f"{message} (after {job.attempt} attempts)", job.attempt)

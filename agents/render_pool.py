@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import resource
 import signal
 import time
 import traceback
@@ -24,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 from agents.lane_share import Lane, LaneShare
+from imaging.errors import printable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,30 @@ class TaskTimedOut(Exception):
 class WorkerDied(Exception):
     """The render process exited mid-task (a crash in a C decoder, OOM kill)."""
 
+    def __init__(self, message: str, signal_number: int | None = None):
+        super().__init__(message)
+        self.signal_number = signal_number  # the signal that ended it, if one did
+
+
+@dataclass(frozen=True)
+class MemoryCap:
+    """Initializer of a render process: caps its data memory (RLIMIT_DATA:
+    heap and private mappings, where numpy's and Pillow's buffers live).
+
+    Not RLIMIT_AS: libav's decoder threads reserve hundreds of MB of address
+    space they never touch (malloc arenas), so an address-space cap would
+    either refuse ordinary videos or be set so high it caps nothing. Past the
+    cap an allocation fails with MemoryError in the render process, which
+    fails the job with ``resource_limit``, instead of the kernel's OOM
+    killer choosing a victim, which may be the worker or the broker."""
+
+    megabytes: int
+
+    def __call__(self) -> None:
+        if self.megabytes > 0:
+            limit = self.megabytes * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
 
 def _child_main(conn: Connection, limits_init: Callable[[], None] | None) -> None:
     # The parent handles Ctrl-C and shuts the pool down; a child that also
@@ -69,12 +95,24 @@ def _child_main(conn: Connection, limits_init: Callable[[], None] | None) -> Non
         try:
             conn.send(("ok", fn(task)))
         except BaseException as e:  # report everything; the parent decides
-            permanent = bool(getattr(e, "permanent", False))
-            code = getattr(e, "code", type(e).__name__)
-            text = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            if not hasattr(e, "code"):
-                log.error("unexpected error in render process:\n%s", traceback.format_exc())
-            conn.send(("error", (code, text, permanent)))
+            conn.send(("error", _describe_failure(e)))
+
+
+def _describe_failure(e: BaseException) -> tuple[str, str, bool]:
+    """(code, message, permanent) of an exception raised by a task.
+
+    Typed imaging errors say themselves. MemoryError is the memory cap:
+    the same input hits it again, so it is permanent. Anything else is a
+    bug met on this input, and the same input meets it again: permanent
+    too, logged once with its traceback, instead of being retried with a
+    traceback each time."""
+    if hasattr(e, "code") and hasattr(e, "permanent"):
+        return str(e.code), printable(str(getattr(e, "message", None) or e)), bool(e.permanent)
+    if isinstance(e, MemoryError):
+        return "resource_limit", "the render needed more memory than a render process may use " \
+                                 "(REGEN_RENDER_MEMORY_MB)", True
+    log.error("unexpected error in render process:\n%s", traceback.format_exc())
+    return "render_error", printable(f"unexpected {type(e).__name__}: {e}"), True
 
 
 class _Slot:
@@ -217,8 +255,10 @@ class RenderPool:
         except (EOFError, OSError) as e:
             slot.process.join(KILL_GRACE_S)  # reap it, so the exit code can be reported
             code = slot.process.exitcode
+            signal_number = -code if code is not None and code < 0 else None
             raise WorkerDied(
-                f"render process died after {time.monotonic() - started:.1f} s (exit code {code})"
+                f"render process died after {time.monotonic() - started:.1f} s (exit code {code})",
+                signal_number,
             ) from e
         if kind == "ok":
             slot.jobs_done += 1

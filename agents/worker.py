@@ -15,7 +15,7 @@ from agents.intake import register_intake
 from agents.progress import register_progress
 from agents.projector import register_projector
 from agents.render import register_render
-from agents.render_pool import RenderPool
+from agents.render_pool import MemoryCap, RenderPool
 from agents.sweeper import register_sweeper
 from projections.tables import create_tables
 from projections.views import register_views
@@ -33,6 +33,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     tables = create_tables(app)
     ctx = WorkerContext(app=app, settings=settings, tables=tables,
                         pool=RenderPool(settings.render_processes, settings.render_timeout,
+                                        initializer=MemoryCap(settings.render_memory_mb),
                                         background_min_share=settings.background_min_share))
     register_intake(ctx)
     register_render(ctx)

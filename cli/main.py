@@ -364,19 +364,13 @@ def render() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
     """Render a thumbnail of FILE into OUTPUT."""
-    import time
-
-    from imaging.limits import Limits
-    from imaging.store import write_atomically
-    from imaging.thumbnails import render_thumbnail
-    from imaging.variants import parse_variant
+    from imaging.render import ThumbnailTask, run_thumbnail_task
 
     settings = _settings()
-    started = time.perf_counter()
-    image = render_thumbnail(file, parse_variant(variant), Limits(settings.max_source_pixels, settings.max_source_bytes))
-    write_atomically(output, image.data)
-    click.echo(f"{output}: {image.width}x{image.height} {image.format}, {len(image.data)} bytes, "
-               f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    real = file.resolve()
+    _render_offline(run_thumbnail_task, lambda store: ThumbnailTask(
+        source_uri=real.name, source_sha256="", variant=variant, media_roots=(real.parent,),
+        image_store=store, limits=settings.limits(), force=True), output)
 
 
 @render.command("composite")
@@ -390,14 +384,7 @@ def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
 def render_composite_cmd(source: Path, start_frame: int, end_frame: int, crop: str | None, variant: str,
                          max_frames: int | None, output: Path) -> None:
     """Render the median composite of SOURCE (a video or a folder of numbered frames)."""
-    import time
-
-    from imaging.composite import composite, sample_frames
-    from imaging.frames import read_frames
-    from imaging.limits import Limits
-    from imaging.store import write_atomically
-    from imaging.thumbnails import encode
-    from imaging.variants import parse_variant
+    from imaging.render import CompositeTask, run_composite_task
 
     settings = _settings()
     box = None
@@ -407,19 +394,29 @@ def render_composite_cmd(source: Path, start_frame: int, end_frame: int, crop: s
             assert len(box) == 4
         except (ValueError, AssertionError):
             raise click.BadParameter(f"{crop!r} is not x,y,w,h", param_hint="--crop") from None
-    started = time.perf_counter()
-    wanted = sample_frames(start_frame, end_frame, max_frames or settings.composite_max_frames)
-    frames = read_frames(source, wanted, box, Limits(settings.max_source_pixels, settings.max_source_bytes))
-    result = composite(frames, wanted, (start_frame, end_frame))
-    chosen = parse_variant(variant)
-    image = result.image
-    if chosen.target_size(*image.size) != image.size:
-        image = image.resize(chosen.target_size(*image.size))
-    encoded = encode(image, chosen)
-    write_atomically(output, encoded.data)
-    used = f"{len(result.frames)} frames" + (" (sampled evenly)" if result.sampled else "")
-    click.echo(f"{output}: {encoded.width}x{encoded.height}, median of {used}, "
-               f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    real = source.resolve()
+    _render_offline(run_composite_task, lambda store: CompositeTask(
+        source_uri=real.name, start_frame=start_frame, end_frame=end_frame, crop=box, variant=variant,
+        media_roots=(real.parent,), image_store=store, limits=settings.limits(),
+        max_frames=max_frames or settings.composite_max_frames, force=True), output)
+
+
+def _render_offline(run, task_for, output: Path) -> None:
+    """Run exactly the task function a worker's render process runs, with a
+    scratch image store and the source's folder as the only media root, and
+    copy its output to OUTPUT."""
+    import tempfile
+
+    from imaging.store import write_atomically
+
+    with tempfile.TemporaryDirectory(prefix="regen-render-") as store:
+        outcome = run(task_for(Path(store)))
+        write_atomically(output, outcome.path.read_bytes())
+    used = ""
+    if getattr(outcome, "frames", None):
+        used = f", median of {len(outcome.frames)} frames" + (" (sampled evenly)" if outcome.sampled else "")
+    click.echo(f"{output}: {outcome.width}x{outcome.height}, {outcome.bytes} bytes{used}, "
+               f"{outcome.render_ms:.0f} ms")
 
 
 # --- demo ----------------------------------------------------------------------------

@@ -23,6 +23,9 @@ from imaging.errors import ImagingError
 # Temporaries per band: frames x band bytes of booleans. 1 MiB keeps a band's
 # comparison and counts in cache (measured: 1 MiB beat 256 KiB and 4 MiB).
 BAND_BYTES = 1 << 20
+# Frame numbers fit a signed 32-bit int: seeking converts them to
+# timestamps in C, where a number near 2**63 overflows.
+MAX_FRAME = 2**31 - 1
 
 
 class SpanOutOfRange(ImagingError):
@@ -68,8 +71,8 @@ def lower_median(stack: np.ndarray) -> np.ndarray:
 
 def sample_frames(start: int, end: int, cap: int) -> list[int]:
     """Frames [start, end] inclusive; evenly sampled down to ``cap`` (ends kept)."""
-    if start < 0 or end < start:
-        raise SpanOutOfRange(f"span [{start}, {end}] is empty or negative")
+    if start < 0 or end < start or end > MAX_FRAME:
+        raise SpanOutOfRange(f"span [{start}, {end}] is empty, negative or past frame {MAX_FRAME}")
     count = end - start + 1
     if count <= cap:
         return list(range(start, end + 1))
@@ -93,8 +96,8 @@ class Composite:
     sampled: bool
 
 
-def composite(frames: list[np.ndarray], frame_numbers: list[int], span: tuple[int, int]) -> Composite:
-    stack = np.stack(frames)
+def composite(frames: np.ndarray | list[np.ndarray], frame_numbers: list[int], span: tuple[int, int]) -> Composite:
+    stack = frames if isinstance(frames, np.ndarray) else np.stack(frames)
     median = lower_median(stack)
     mode = "RGB" if median.ndim == 3 else "L"
     return Composite(Image.fromarray(median, mode), tuple(frame_numbers),

@@ -13,8 +13,33 @@ class ImagingError(Exception):
     code = "imaging_error"
 
     def __init__(self, message: str):
+        # Messages quote file names, which on Linux are bytes: one that is not
+        # UTF-8 arrives as lone surrogates, which no JSON encoder accepts.
+        message = printable(message)
         super().__init__(message)
         self.message = message
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """``text`` as valid UTF-8, undecodable bytes shown as \\xNN, cut to ``limit``."""
+    clean = _escape_undecodable(text) if _has_surrogates(text) else text
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def _escape_undecodable(text: str) -> str:
+    try:  # bytes os.fsdecode could not decode come back as themselves
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # other lone surrogates (from JSON "\\ud800" escapes)
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class InvalidVariant(ImagingError):
@@ -33,8 +58,21 @@ class UnsupportedMedia(ImagingError):
     code = "unsupported"
 
 
+class NotARegularFile(ImagingError):
+    """A FIFO, device, socket or folder where a file was expected."""
+
+    code = "not_a_file"
+
+
 class SourceTooLarge(ImagingError):
     code = "too_large"
+
+
+class ResourceLimit(ImagingError):
+    """Over a memory, pixel-budget or time budget while decoding: the same
+    input would hit the same wall, so it is not retried."""
+
+    code = "resource_limit"
 
 
 class SourceChanged(ImagingError):

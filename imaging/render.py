@@ -13,11 +13,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from imaging.composite import composite, sample_frames, span_digest
 from imaging.errors import SourceChanged
+from imaging.frames import decode_folder_span, decode_video_span, read_folder_span
 from imaging.limits import Limits
-from imaging.paths import resolve_media_path
-from imaging.store import sha256_file, thumbnail_path, write_atomically
-from imaging.thumbnails import render_thumbnail
+from imaging.source import OpenFolder, open_source
+from imaging.store import composite_path, thumbnail_path, write_atomically
+from imaging.thumbnails import encode, is_video, render_thumbnail_of
 from imaging.variants import parse_variant
 
 
@@ -45,21 +47,29 @@ class RenderOutcome:
 
 
 def run_thumbnail_task(task: ThumbnailTask) -> RenderOutcome:
+    """Open the source once (confined to the media roots), hash the bytes
+    that will be decoded, answer from the store if that content was already
+    rendered, else render and write atomically."""
     started = time.perf_counter()
     variant = parse_variant(task.variant)
-    source = resolve_media_path(task.source_uri, task.media_roots)
-    actual_sha = sha256_file(source)
-    if task.source_sha256 and actual_sha != task.source_sha256:
-        raise SourceChanged(
-            f"{task.source_uri}: content sha256 {actual_sha[:12]}… differs from the imported "
-            f"{task.source_sha256[:12]}…; import the file again"
-        )
-    out = thumbnail_path(task.image_store, actual_sha, variant.name)
-    if not task.force:
-        existing = existing_output(out, started)
-        if existing is not None:
-            return existing
-    image = render_thumbnail(source, variant, task.limits, task.media_type)
+    with open_source(task.source_uri, task.media_roots, task.limits) as source:
+        video = is_video(source.name, task.media_type)
+        # A photo is read into memory once: hashed and decoded from the same
+        # bytes. A video is hashed from the descriptor and decoded from it,
+        # and must be unchanged afterwards (check_unchanged).
+        data = None if video else source.read_all()
+        actual_sha = source.sha256() if data is None else hashlib.sha256(data).hexdigest()
+        if task.source_sha256 and actual_sha != task.source_sha256:
+            raise SourceChanged(
+                f"{task.source_uri}: content sha256 {actual_sha[:12]}… differs from the imported "
+                f"{task.source_sha256[:12]}…; import the file again"
+            )
+        out = thumbnail_path(task.image_store, actual_sha, variant.name)
+        if not task.force:
+            existing = existing_output(out, started)
+            if existing is not None:
+                return existing
+        image = render_thumbnail_of(source, variant, task.limits, task.media_type, video=video, data=data)
     write_atomically(out, image.data)
     return RenderOutcome(
         path=out,
@@ -113,26 +123,25 @@ class CompositeOutcome(RenderOutcome):
 
 
 def run_composite_task(task: CompositeTask) -> CompositeOutcome:
-    from imaging.composite import composite, sample_frames, span_digest
-    from imaging.frames import read_frames
-    from imaging.paths import resolve_media_dir_or_file
-    from imaging.store import composite_path
-    from imaging.thumbnails import encode
-
+    """The median of a span of a video or frame folder. Its output is named
+    by the content it reads (the video's bytes, or each wanted frame's), so
+    rewriting a source can never bring an old image back as a cache hit."""
     started = time.perf_counter()
     variant = parse_variant(task.variant)
-    source = resolve_media_dir_or_file(task.source_uri, task.media_roots)
     wanted = sample_frames(task.start_frame, task.end_frame, task.max_frames)
-    stat = source.stat()
-    identity = f"{task.source_uri}:{stat.st_size}:{stat.st_mtime_ns}"
-    out = composite_path(task.image_store, span_digest(identity, task.start_frame, task.end_frame,
-                                                       task.crop, task.max_frames), variant.name)
-    if not task.force:
-        existing = existing_output(out, started)
-        if existing is not None:
-            return CompositeOutcome(**vars(existing), frames=tuple(wanted),
-                                    sampled=len(wanted) < task.end_frame - task.start_frame + 1)
-    frames = read_frames(source, wanted, task.crop, task.limits)
+    sampled = len(wanted) < task.end_frame - task.start_frame + 1
+    with open_source(task.source_uri, task.media_roots, task.limits, allow_folder=True) as source:
+        span = read_folder_span(source, wanted, task.limits) if isinstance(source, OpenFolder) else None
+        content = span.digest() if span is not None else source.sha256()
+        out = composite_path(task.image_store, span_digest(content, task.start_frame, task.end_frame,
+                                                           task.crop, task.max_frames), variant.name)
+        if not task.force:
+            existing = existing_output(out, started)
+            if existing is not None:
+                return CompositeOutcome(**vars(existing), frames=tuple(wanted), sampled=sampled)
+        frames = decode_folder_span(span, task.crop, task.limits) if span is not None else \
+            decode_video_span(source, wanted, task.crop, task.limits)
+    del span
     result = composite(frames, wanted, (task.start_frame, task.end_frame))
     del frames
     image = result.image

@@ -9,14 +9,17 @@ decode of the whole photo and is several times slower.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
-from imaging.errors import CorruptImage, SourceTooLarge, StorageError, UnsupportedMedia
+from imaging.errors import CorruptImage, ResourceLimit, SourceTooLarge, UnsupportedMedia
 from imaging.limits import Limits
+from imaging.source import OpenFile, open_local_file
 from imaging.variants import Variant
 
 try:  # HEIC/HEIF support is optional at import time so a broken wheel cannot stop JPEG work
@@ -53,50 +56,79 @@ class EncodedImage:
 
 
 def render_thumbnail(path: Path, variant: Variant, limits: Limits, media_type: str = "") -> EncodedImage:
-    """Render ``variant`` of the photo or video at ``path``. Raises ImagingError."""
-    limits.check_file_size(path)
-    if media_type == "video" or (not media_type and path.suffix.lower() in VIDEO_SUFFIXES):
+    """Render ``variant`` of a file a person named (``regen render``, tests).
+    Workers open sources confined to the media roots and call
+    :func:`render_thumbnail_of` on the open file. Raises ImagingError."""
+    with open_local_file(path, limits) as source:
+        return render_thumbnail_of(source, variant, limits, media_type, is_video(path.name, media_type))
+
+
+def is_video(name: str, media_type: str = "") -> bool:
+    return media_type == "video" or (not media_type and Path(name).suffix.lower() in VIDEO_SUFFIXES)
+
+
+def render_thumbnail_of(source: OpenFile, variant: Variant, limits: Limits, media_type: str = "",
+                        video: bool | None = None, data: bytes | None = None) -> EncodedImage:
+    """Render ``variant`` of an open source; ``data`` is its bytes if the
+    caller already read them (to hash them: the bytes hashed are decoded)."""
+    if video if video is not None else is_video(source.name, media_type):
         from imaging.video import first_frame
 
-        return encode(_shrink(first_frame(path, limits), variant), variant)
-    return encode(thumbnail_image(path, variant, limits), variant)
+        image = first_frame(source, limits)
+        source.check_unchanged()
+        return encode(_shrink(image, variant), variant)
+    return encode(thumbnail_image(data if data is not None else source.read_all(), variant, limits,
+                                  source.name), variant)
 
 
-def thumbnail_image(path: Path, variant: Variant, limits: Limits) -> Image.Image:
-    """Open, draft-decode, shrink and orient a still image."""
+def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: str = "") -> Image.Image:
+    """Decode (DCT-scaled for JPEG), shrink and orient a still image.
+
+    Only a complete decode becomes a thumbnail: every decoder error is
+    CorruptImage. For every format but JPEG the full decode happens before
+    the EXIF orientation is read, because reading EXIF can itself decode the
+    image (a PNG's eXIf chunk may follow its pixels) and Pillow hands a
+    second ``load()`` the partial pixels of a failed first one."""
+    if isinstance(data, Path):
+        with open_local_file(data, limits) as source:
+            return thumbnail_image(source.read_all(), variant, limits, source.name)
     with warnings.catch_warnings():
         # Pillow warns (instead of failing) between 1x and 2x its pixel limit;
         # regen's limit is a hard one.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as im:
-                limits.check_pixels(im.width, im.height, str(path.name))
+            with Image.open(io.BytesIO(data), formats=limits.image_formats) as im:
+                limits.check_pixels(im.width, im.height, name)
+                im.seek(0)  # first frame of animations and multi-page files
+                scalable = isinstance(im, JpegImageFile)
+                if not scalable:
+                    im.load()
                 orientation = _orientation(im)
                 oriented = (im.height, im.width) if orientation in SWAPS_SIDES else im.size
                 width, height = variant.target_size(*oriented)
                 box = (height, width) if orientation in SWAPS_SIDES else (width, height)
-                im.seek(0)  # first frame of animations and multi-page files
-                # DCT-scaled decode to the smallest scale still >= the box: 2x
-                # faster than thumbnail()'s own draft (which asks for twice the
-                # box) at under one grey level of difference on the corpus.
-                im.draft(None, box)
-                im.load()
+                if scalable:
+                    # DCT-scaled decode to the smallest scale still >= the box:
+                    # 2x faster than thumbnail()'s own draft (which asks for
+                    # twice the box) at under one grey level of difference.
+                    im.draft(None, box)
+                    im.load()
                 # resize() to the exact box, not thumbnail(): thumbnail()
                 # re-derives the free side from the aspect ratio, which for a
                 # rotated photo is the constrained one (h200 came out 199 high).
                 small = im.resize(box, Image.Resampling.LANCZOS, reducing_gap=2.0) if im.size != box else im.copy()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise SourceTooLarge(f"{path.name}: {e}") from e
+            raise SourceTooLarge(f"{name}: {e}") from e
         except UnidentifiedImageError as e:
-            raise CorruptImage(f"{path.name}: not an image Pillow can identify") from e
-        except FileNotFoundError as e:
-            raise StorageError(f"{path.name}: {e.strerror}") from e
-        except PermissionError as e:
-            raise StorageError(f"{path.name}: {e.strerror}") from e
-        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as e:
+            raise CorruptImage(f"{name}: not a {'/'.join(limits.image_formats)} image, or damaged "
+                               f"(allowed formats: REGEN_IMAGE_FORMATS)") from e
+        except MemoryError as e:
+            raise ResourceLimit(f"{name}: decoding needs more memory than a render process may use "
+                                f"(REGEN_RENDER_MEMORY_MB)") from e
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as e:
             # Pillow reports truncated data, bad chunks and decoder failures as
             # OSError/ValueError/SyntaxError; all mean the file is broken.
-            raise CorruptImage(f"{path.name}: cannot decode ({type(e).__name__}: {e})") from e
+            raise CorruptImage(f"{name}: cannot decode ({type(e).__name__}: {e})") from e
     transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
     return small.transpose(transpose) if transpose is not None else small
 
@@ -104,7 +136,7 @@ def thumbnail_image(path: Path, variant: Variant, limits: Limits) -> Image.Image
 def _orientation(im: Image.Image) -> int:
     try:
         value = im.getexif().get(ORIENTATION_TAG, 1)
-    except Exception:  # corrupt EXIF must not lose an otherwise good photo
+    except Exception:  # corrupt EXIF must not lose an otherwise good photo (pixels are decoded apart)
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

@@ -50,6 +50,7 @@ ENVIRONMENT: dict[str, str] = {
     "retry_factor": "REGEN_RETRY_FACTOR",
     "retry_max_delay": "REGEN_RETRY_MAX_DELAY",
     "fault_hang_pattern": "REGEN_FAULT_HANG_PATTERN",
+    "fault_swap_to": "REGEN_FAULT_SWAP_TO",
     "stuck_after": "REGEN_STUCK_AFTER",
     "pending_warn_threshold": "REGEN_PENDING_WARN_THRESHOLD",
     "idle_delay": "REGEN_IDLE_DELAY",
@@ -57,6 +58,11 @@ ENVIRONMENT: dict[str, str] = {
     "composite_variant": "REGEN_COMPOSITE_VARIANT",
     "max_source_pixels": "REGEN_MAX_SOURCE_PIXELS",
     "max_source_bytes": "REGEN_MAX_SOURCE_BYTES",
+    "composite_pixel_budget": "REGEN_COMPOSITE_PIXEL_BUDGET",
+    "decode_budget": "REGEN_DECODE_BUDGET",
+    "render_memory_mb": "REGEN_RENDER_MEMORY_MB",
+    "image_formats": "REGEN_IMAGE_FORMATS",
+    "video_containers": "REGEN_VIDEO_CONTAINERS",
     "log_level": "REGEN_LOG_LEVEL",
 }
 
@@ -121,6 +127,9 @@ class Settings:
     pending_warn_threshold: int = 50
     # Testing only: a render whose source path contains this hangs (see agents/faults.py).
     fault_hang_pattern: str = ""
+    # Testing only: every source is swapped for a symlink to this file right
+    # after it is opened (see agents/faults.py).
+    fault_swap_to: str = ""
     # An annotation is rendered once nobody has moved it for this long: a
     # drag sends dozens of edits a second, and only the last one matters.
     idle_delay: float = 3.0
@@ -129,6 +138,23 @@ class Settings:
     composite_variant: str = "full.png"
     max_source_pixels: int = 50_000_000
     max_source_bytes: int = 200 * 1024 * 1024
+    # Pixels a composite may decode in all (frames x width x height): the
+    # frames are held at once, 3 bytes a pixel, so 400 MP is 1.2 GB, under
+    # the render process's memory cap with room for the median's bands.
+    composite_pixel_budget: int = 400_000_000
+    # Seconds a composite may spend decoding its span before it gives up
+    # (resource_limit); below the render timeout, so the error says why.
+    decode_budget: float = 30.0
+    # Data-memory cap (RLIMIT_DATA) of each render process, in MiB (0: none). A bomb
+    # that gets past the pixel checks fails with resource_limit instead of
+    # waking the kernel's OOM killer, which may pick the worker or broker.
+    render_memory_mb: int = 2048
+    # Pillow plugins a source may be decoded by; every other plugin (EPS,
+    # which runs Ghostscript, and 40 more) is never tried.
+    image_formats: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
+    # FFmpeg demuxers a video may be read by. Playlists (hls), concat and
+    # every other demuxer that opens further files are refused.
+    video_containers: tuple[str, ...] = ("mov", "matroska", "avi", "mpeg", "mpegts")
     log_level: str = "info"
 
     @classmethod
@@ -183,6 +209,15 @@ class Settings:
         if self.composite_variant not in self.variants:
             raise ConfigError(f"{ENVIRONMENT['composite_variant']}={self.composite_variant} is not one of "
                               f"{ENVIRONMENT['variants']} ({', '.join(self.variants)})")
+        if self.composite_pixel_budget < 1 or self.decode_budget <= 0 or self.render_memory_mb < 0:
+            raise ConfigError(f"{ENVIRONMENT['composite_pixel_budget']} and {ENVIRONMENT['decode_budget']} "
+                              f"must be > 0, {ENVIRONMENT['render_memory_mb']} >= 0 (0: no cap)")
+        from imaging.limits import KNOWN_IMAGE_FORMATS, KNOWN_VIDEO_CONTAINERS
+
+        for setting, known in (("image_formats", KNOWN_IMAGE_FORMATS), ("video_containers", KNOWN_VIDEO_CONTAINERS)):
+            odd = [v for v in getattr(self, setting) if v not in known]
+            if odd:
+                raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
         unknown = [v for v in self.pregenerate_variants if v not in self.variants]
         if unknown:
             raise ConfigError(
@@ -229,6 +264,14 @@ class Settings:
         raise ConfigError(f"{env['web_host']}={self.web_host!r} would serve the HTTP API to the network without "
                           f"a token: set {env['web_token']} (clients send it as a bearer token), bind to "
                           f"127.0.0.1, or set {env['web_allow_anonymous']}=1 if the network in front is trusted")
+
+    def limits(self):
+        """What a render may read and decode (imaging.limits.Limits)."""
+        from imaging.limits import Limits
+
+        return Limits(max_pixels=self.max_source_pixels, max_bytes=self.max_source_bytes,
+                      composite_pixels=self.composite_pixel_budget, decode_seconds=self.decode_budget,
+                      image_formats=self.image_formats, video_containers=self.video_containers)
 
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}.{suffix}"

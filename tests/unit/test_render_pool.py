@@ -118,3 +118,37 @@ async def test_background_keeps_its_minimum_share_under_a_stream_of_requests():
         assert sum(name.startswith("bg") for name in contended) == 10
     finally:
         await pool.stop()
+
+
+def _allocate(megabytes: int) -> int:
+    import numpy as np
+
+    block = np.ones(megabytes * 1024 * 1024, dtype=np.uint8)  # touched: really allocated
+    return int(block[-1])
+
+
+def _bug(_: object) -> None:
+    raise KeyError("a bug met on this input")
+
+
+async def test_the_memory_cap_fails_a_bomb_permanently_and_keeps_the_process():
+    from agents.render_pool import MemoryCap
+
+    pool = RenderPool(1, timeout=20.0, initializer=MemoryCap(512))
+    await pool.start()
+    try:
+        with pytest.raises(TaskFailed) as info:
+            await pool.run(_allocate, 1024)
+        assert (info.value.code, info.value.permanent) == ("resource_limit", True)
+        assert "REGEN_RENDER_MEMORY_MB" in info.value.message
+        assert await pool.run(_allocate, 64) == 1, "an allocation under the cap still works"
+        assert pool.replaced == 0
+    finally:
+        await pool.stop()
+
+
+async def test_an_unexpected_error_is_permanent_not_retried(pool):
+    with pytest.raises(TaskFailed) as info:
+        await pool.run(_bug, None)
+    assert (info.value.code, info.value.permanent) == ("render_error", True)
+    assert "KeyError" in info.value.message
