@@ -21,6 +21,7 @@ import time
 
 from agents.context import WorkerContext
 from agents.handling import register_event_agent
+from agents.timers import guarded_timer
 from projections import folds
 from projections.planning import idle_long_enough, plan_composite
 from projections.state import AnnotationState, JobState, VideoState
@@ -40,7 +41,7 @@ def register_annotations(ctx: WorkerContext) -> None:
     # of idle_delay after it is due; never more than 4 times a second.
     interval = min(1.0, max(0.25, ctx.settings.idle_delay / 4))
 
-    @ctx.app.timer(interval, name="idle-scheduler")
+    @guarded_timer(ctx, interval, "idle-scheduler")
     async def idle_scheduler():
         await schedule_idle(ctx)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from agents.metrics import Metrics
 from agents.render_pool import RenderPool
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # retries after that, while a broker is down or being restarted.
 SEND_RETRY_FIRST_S, SEND_RETRY_CAP_S = 0.5, 5.0
 
-# The sends of the batch being handled, while one is (see emitting_together).
+# The sends of the batch being handled, while one is (see emitting_together):
+# (topic, key, value, headers, the message whose handling emitted it).
 _batch_sends: contextvars.ContextVar[list[tuple] | None] = contextvars.ContextVar("regen_batch_sends", default=None)
 
 
@@ -93,7 +94,9 @@ class WorkerContext:
         topic = topic_name(self.settings, spec)
         batch = _batch_sends.get()
         if batch is not None:
-            batch.append((topic, envelope.key, envelope.value, envelope.headers))
+            current = faust.current_event()
+            origin = current.message if current is not None else None
+            batch.append((topic, envelope.key, envelope.value, envelope.headers, origin))
             return
         await self.send_durably(topic, envelope.key, envelope.value, envelope.headers)
 
@@ -112,7 +115,7 @@ class WorkerContext:
 
     async def _send_all_durably(self, sends: list[tuple]) -> None:
         futures = []
-        for topic, key, value, headers in sends:  # queued in order: per-partition order is kept
+        for topic, key, value, headers, _ in sends:  # queued in order: per-partition order is kept
             try:
                 futures.append(await self.app.producer.send(topic, key, value, partition=None, timestamp=None,
                                                             headers=headers))
@@ -120,14 +123,25 @@ class WorkerContext:
                 futures.append(None)
         results = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
         failed = iter(results)
-        for send, future in zip(sends, futures):
+        for (topic, key, value, headers, origin), future in zip(sends, futures):
             if future is None or isinstance(next(failed), BaseException):
-                await self.send_durably(*send)
+                try:
+                    await self.send_durably(topic, key, value, headers)
+                except KafkaError as e:  # can never be sent: the event that emitted it is dead-lettered
+                    if origin is None:
+                        raise
+                    from agents.deadletter import send_to_deadletter  # it imports this module
+
+                    await send_to_deadletter(self, origin, e)
 
     async def send_durably(self, topic: str, key: bytes | None, value: bytes | None, headers) -> None:
         """Retry until the broker acknowledges. Giving up would let the
         caller's offsets be committed past an event whose result was never
-        written; waiting holds them back until the broker is reachable."""
+        written; waiting holds them back until the broker is reachable.
+
+        An error no retry can cure (the message is too large, the topic is
+        not authorised) is logged and raised: the caller's handler
+        dead-letters the message whose handling tried to send it."""
         delay = SEND_RETRY_FIRST_S
         while True:
             try:
@@ -135,6 +149,17 @@ class WorkerContext:
                                                       headers=headers)
                 return
             except KafkaError as e:
+                if not worth_retrying(e):
+                    log.error("sending %d bytes to %s failed for good: %s (%s)", len(value or b""), topic,
+                              type(e).__name__, e)
+                    raise
                 log.warning("sending to %s failed (%s); retrying in %.1f s", topic, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(SEND_RETRY_CAP_S, delay * 2)
+
+
+def worth_retrying(error: KafkaError) -> bool:
+    """aiokafka marks the errors a retry can cure ``retriable``. Its own
+    KafkaTimeoutError is not marked, but it is what a send gets while the
+    broker is away (restarting): waiting for it is the point of retrying."""
+    return bool(getattr(error, "retriable", False)) or isinstance(error, KafkaTimeoutError)

@@ -32,6 +32,8 @@ class Metrics:
         self.retries = Counter("regen_retries", "Render attempts sent to the retry topic", registry=self.registry)
         self.deadletters = Counter("regen_deadletters", "Events sent to the dead-letter topic",
                                    registry=self.registry)
+        self.timer_errors = Counter("regen_timer_errors", "Exceptions caught in a timer (it runs again at its "
+                                    "next tick), by timer", ["timer"], registry=self.registry)
         self.requests_answered = Counter("regen_requests_answered", "Requests answered at once from a finished job",
                                          ["answer"], registry=self.registry)
 

@@ -11,6 +11,7 @@ import time
 
 from agents.context import WorkerContext
 from agents.handling import register_event_agent
+from agents.timers import guarded_timer
 from projections.progress import BatchState, BatchTracker, batch_shard_reported
 from projections.state import AssetState
 from schemas.jobs import BatchShard
@@ -26,7 +27,7 @@ def register_progress(ctx: WorkerContext) -> None:
     register_event_agent(ctx, BATCH_PROGRESS, "batch-progress", on_batch_shard)
     owned: dict[str, frozenset[int]] = {"partitions": frozenset()}
 
-    @ctx.app.timer(REPORT_EVERY_S, name="batch-reporter")
+    @guarded_timer(ctx, REPORT_EVERY_S, "batch-reporter")
     async def batch_reporter():
         if not ctx.app.tables.recovery.completed.is_set():
             return

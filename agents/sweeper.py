@@ -14,6 +14,7 @@ import logging
 import time
 
 from agents.context import WorkerContext
+from agents.timers import guarded_timer
 from projections.planning import plan_composite, plan_job
 from projections.state import AnnotationState, AssetState, JobState, VideoState
 from projections.sweeping import stuck_jobs, videos_over
@@ -28,7 +29,7 @@ def register_sweeper(ctx: WorkerContext) -> None:
     # enough that scanning the tables costs nothing.
     interval = max(1.0, min(30.0, ctx.settings.stuck_after / 4))
 
-    @ctx.app.timer(interval, name="sweeper")
+    @guarded_timer(ctx, interval, "sweeper")
     async def sweeper():
         if ctx.app.tables.recovery.completed.is_set():
             await sweep(ctx)
