@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections.activity import Activity
 from projections.progress import BatchState, batch_view, video_view
+from projections.signed_urls import image_url
 from projections.state import AnnotationState, AssetState, JobState, VideoState
 from projections.tables import Tables
 
@@ -38,14 +39,16 @@ def batch_status(tables: Tables, batch_id: str, now: float) -> dict | None:
     return None if batch is None else batch_view(batch, now)
 
 
-def overview(tables: Tables, activity: Activity, now: float) -> dict:
+def overview(tables: Tables, activity: Activity, now: float, url_key: bytes | None = None) -> dict:
     """The dashboard's data: this worker's batches, videos, latest images,
-    failures and event rates."""
+    failures and event rates. Each image carries the ``url`` to load it by:
+    signed with ``url_key`` when the API wants a token (``<img>`` cannot send one)."""
     batches = [batch_view(b, now) for b in (BatchState.from_dict(v) for v in tables.batches.values()) if b]
     batches.sort(key=lambda b: (b["done"], -(b["updated_at"] or 0)))
     videos = [{"video_id": v.video_id, "pending": v.pending}
               for v in (VideoState.from_dict(value) for value in tables.videos.values()) if v is not None]
     videos.sort(key=lambda v: (-v["pending"], v["video_id"]))
+    images = [{**image, "url": image_url(url_key, image["uri"], now)} for image in activity.recent_images]
     return {"now": now, "batches": batches[:MAX_ROWS], "videos": videos[:MAX_ROWS],
-            "recent_images": list(activity.recent_images), "recent_failures": list(activity.recent_failures),
+            "recent_images": images, "recent_failures": list(activity.recent_failures),
             "rates": activity.rates(now)}

@@ -3,11 +3,15 @@
 Every view answers GET only (the dashboard page too: it only reads). A request for a key another worker owns is
 forwarded there (``app.router.route_req``), keyed by the entity id so it
 hashes like the entity's Kafka messages. With ``REGEN_WEB_TOKEN`` set, every
-view except ``/health`` wants ``Authorization: Bearer <token>``.
+view except ``/health`` and the (data-free) dashboard page wants
+``Authorization: Bearer <token>``, and only there: a token in a URL would end
+up in access logs and browser history. Images also open with a short-lived
+signed URL (``projections/signed_urls.py``), since ``<img>`` sends no header.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from pathlib import Path
@@ -16,29 +20,44 @@ from typing import Any, Callable
 import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from imaging.store_files import StoreFileError, read_store_file
 from projections.activity import Activity
 from projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
+from projections.signed_urls import IMAGE_URL_LIFETIME_S, image_url_key, signature_valid
 from projections.tables import Tables
 from streams.settings import Settings
 
 DASHBOARD_HTML = (Path(__file__).parent / "dashboard" / "index.html").read_text(encoding="utf-8")
-IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png",
+               ".avif": "image/avif"}
+# Outputs are thumbnails and composites; a bigger file in the store is not one
+# of ours, and reading it whole into memory per request would be an easy DoS.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# What /health tells anyone who asks (it needs no token): readiness and the
+# render pool, not settings, paths, process ids or host names.
+PUBLIC_HEALTH_FIELDS = ("status", "uptime_s", "render_processes", "render_processes_replaced")
 
 
 def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict],
                    metrics: Callable[[], bytes], activity: Activity) -> None:
+    url_key = image_url_key(settings.web_token) if settings.web_token else None
+
     def authorized(request: Request) -> bool:
         if not settings.web_token:
             return True
         given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {settings.web_token}".encode()):
-            return True
-        # A browser cannot add a header to <img src>: the dashboard passes ?token=.
-        return hmac.compare_digest(request.query.get("token", "").encode(), settings.web_token.encode())
+        return hmac.compare_digest(given.encode(), f"Bearer {settings.web_token}".encode())
+
+    def signed_for(request: Request, uri: str) -> bool:
+        """A dashboard thumbnail's URL: signed for exactly ``uri``, not expired."""
+        return url_key is not None and signature_valid(url_key, uri, request.query.get("exp", ""),
+                                                       request.query.get("sig", ""), time.time())
 
     def refused(view: View) -> Response:
-        return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401)
+        return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401,
+                         headers={"WWW-Authenticate": 'Bearer realm="regen"'})
 
     async def routed(view: View, request: Request, route_key: str, local: Callable[[], Any]) -> Response:
         if not authorized(request):
@@ -89,12 +108,13 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
         async def get(self, request: Request) -> Response:
             if not authorized(request):
                 return refused(self)
-            return self.bytes(metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
+            # As a header: aiohttp refuses a charset inside its content_type argument.
+            return self.bytes(metrics(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     @app.page("/dashboard")
     class DashboardView(View):
         async def get(self, request: Request) -> Response:
-            # The page itself holds no data; what it fetches asks for the token.
+            # The page itself holds no data; it asks for the token when the API wants one.
             return self.html(DASHBOARD_HTML)
 
     @app.page("/api/overview")
@@ -102,23 +122,30 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
         async def get(self, request: Request) -> Response:
             if not authorized(request):
                 return refused(self)
-            return self.json(overview(tables, activity, time.time()))
+            return self.json(overview(tables, activity, time.time(), url_key))
 
     @app.page("/images/{path:.+}")
     class ImageView(View):
         """Outputs from the image store, read-only, for the dashboard's thumbnails."""
 
         async def get(self, request: Request, path: str) -> Response:
-            if not authorized(request):
+            if not (authorized(request) or signed_for(request, path)):
                 return refused(self)
-            store = Path(settings.image_store).resolve()
-            file = (store / path).resolve()
-            if not file.is_relative_to(store) or not file.is_file() or file.suffix.lower() not in IMAGE_TYPES:
-                return self.json({"error": f"no image {path!r} in the store"}, status=404)
-            return self.bytes(file.read_bytes(), content_type=IMAGE_TYPES[file.suffix.lower()])
+            content_type = IMAGE_TYPES.get(Path(path).suffix.lower())
+            if content_type is None:
+                return self.json({"error": f"{path[:120]!r} is not an image ({', '.join(IMAGE_TYPES)})"},
+                                 status=404)
+            try:
+                # Off the event loop: a slow disk must not stall the worker's consumers.
+                data = await asyncio.to_thread(read_store_file, Path(settings.image_store), path, MAX_IMAGE_BYTES)
+            except StoreFileError as e:
+                return self.json({"error": str(e)}, status=404)
+            return self.bytes(data, content_type=content_type,
+                              headers={"Cache-Control": f"private, max-age={IMAGE_URL_LIFETIME_S}"})
 
     @app.page("/health")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
             report = health()
-            return self.json(report, status=200 if report["status"] == "ok" else 503)
+            public = {field: report[field] for field in PUBLIC_HEALTH_FIELDS if field in report}
+            return self.json(public, status=200 if report["status"] == "ok" else 503)

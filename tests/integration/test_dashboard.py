@@ -1,11 +1,13 @@
 """The dashboard in a real headless Chromium (Debian's), asserting on what a
-person sees: numbers that update after events, thumbnails that appear."""
+person sees: a token form, numbers that update after events, thumbnails that
+appear (through signed URLs: the token itself never leaves the header)."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -18,6 +20,7 @@ CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")
 # this machine's closed network refuses it (slowly).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "s3cret"
 ARTIFACTS = Path(os.environ.get("REGEN_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 
 
@@ -28,7 +31,7 @@ async def publish_all(settings, bootstrap, events) -> None:
 
 def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(start_worker, corpus):
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-    worker = start_worker(REGEN_WEB_TOKEN="s3cret", REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    worker = start_worker(REGEN_WEB_TOKEN=TOKEN, REGEN_PREGENERATE_VARIANTS="h400.jpg")
     settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     base = f"http://127.0.0.1:{settings.web_port}"
     photos = sorted((corpus / "photos").glob("Portrait_*.jpg"))[:5] + [corpus / "bad" / "broken.png"]
@@ -38,8 +41,15 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{base}/dashboard?token=s3cret")
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{base}/dashboard")
+            # The API wants a token: the page asks for it, and sends it in the Authorization header.
+            expect(page.get_by_test_id("status")).to_contain_text("token needed", timeout=15_000)
+            page.get_by_label("API token").fill(TOKEN)
+            page.get_by_role("button", name="Show").click()
             expect(page.get_by_test_id("status")).to_contain_text("live", timeout=15_000)
+            expect(page.get_by_test_id("login")).to_be_hidden()
             expect(page.get_by_test_id("batches")).to_contain_text("no batches yet")
             expect(page.get_by_test_id("images")).to_contain_text("nothing rendered yet")
 
@@ -55,6 +65,20 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
             # The thumbnails are real images the browser decoded, not broken icons.
             page.wait_for_function("() => [...document.querySelectorAll('[data-testid=image] img')]"
                                    ".filter(i => i.complete && i.naturalWidth > 0).length === 5", timeout=15_000)
+            # ...loaded by short-lived signed URLs: an <img> cannot send the header.
+            sources = page.eval_on_selector_all("[data-testid=image] img", "images => images.map(i => i.src)")
+            assert len(sources) == 5
+            for source in sources:
+                url = urlsplit(source)
+                assert url.path.startswith("/images/thumbnails/"), source
+                assert set(parse_qs(url.query)) == {"exp", "sig"}, source
+            assert not [url for url in requested + sources if TOKEN in url], "the token appeared in a URL"
+            url = urlsplit(sources[0])
+            query = parse_qs(url.query)
+            sig = query["sig"][0]
+            tampered = f"{base}{url.path}?exp={query['exp'][0]}&sig={sig[:-1]}{'0' if sig[-1] != '0' else '1'}"
+            assert page.request.get(tampered).status == 401
+            assert page.request.get(sources[0]).status == 200
             failure = page.get_by_test_id("failure")
             expect(failure).to_have_count(1)
             expect(failure).to_contain_text("permanent")
@@ -70,5 +94,10 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
             locked = browser.new_page()
             locked.goto(f"{base}/dashboard")
             expect(locked.get_by_test_id("status")).to_contain_text("token needed", timeout=15_000)
+            locked.get_by_label("API token").fill("wrong")
+            locked.get_by_role("button", name="Show").click()
+            expect(locked.get_by_test_id("status")).to_contain_text("that token was refused", timeout=15_000)
+            expect(locked.get_by_test_id("login")).to_be_visible()
+            expect(locked.get_by_test_id("batches")).to_contain_text("no batches yet")
         finally:
             browser.close()
