@@ -8,6 +8,8 @@ job for the target's current revision.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -56,7 +58,7 @@ async def on_asset_imported(ctx: WorkerContext, event: AssetImported) -> None:
              asset.revision, len(to_send))
 
 
-async def on_image_requested(ctx: WorkerContext, event: ImageRequested) -> None:
+async def on_image_requested(ctx: WorkerContext, event: ImageRequested, rechecks: int = 2) -> None:
     at = now_iso()
     target = event.target
 
@@ -77,7 +79,11 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested) -> None:
 
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
     if not event.force and current is not None and current.terminal:
-        answer = _answer_from_store(ctx, current, event, at)
+        answer = await _answer_from_store(ctx, current, event, at)
+        # The file was checked off the event loop: if the job moved meanwhile
+        # (a render finished or began), decide again from where it is now.
+        if JobState.from_dict(ctx.tables.jobs.get(job.job_id)) != current and rechecks > 0:
+            return await on_image_requested(ctx, event, rechecks - 1)
         if answer is not None:
             ctx.metrics.requests_answered.labels("cache_hit" if isinstance(answer, ImageGenerated) else "failed").inc()
             await ctx.emit(IMAGES_RESULTS, answer)
@@ -106,11 +112,12 @@ def _plan_requested(ctx: WorkerContext, event: ImageRequested, at: str) -> Rende
                                                           request_ids=ids, force=force)
 
 
-def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequested, at: str):
+async def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequested, at: str):
     """A finished job answers the request at once: its image if the file is
-    intact, its failure if it failed. None: render it again."""
+    intact (read and hashed in a thread: never file I/O on the event loop),
+    its failure if it failed. None: render it again."""
     if job.status == "completed":
-        if cached_output(job, Path(ctx.settings.image_store)) is None:
+        if await asyncio.to_thread(cached_output, job, Path(ctx.settings.image_store)) is None:
             log.info("request %s: output of %s is missing or changed; rendering again", event.request_id,
                      job.job_id)
             return None

@@ -78,20 +78,31 @@ def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:
     return store / "composites" / span_digest[:2] / span_digest / variant_name
 
 
+# Largest output a check will read: far above any variant regen renders
+# (a full-size PNG composite is tens of MB), so a forged completion claiming
+# gigabytes cannot make a check read them.
+MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+
+
 def output_problem(store: Path, uri: str, size: int, sha256: str) -> str | None:
     """What is wrong with a recorded output in the store: "missing",
     "truncated" (shorter than recorded), "changed" (other bytes),
-    "unreadable", or None. Thumbnails are tens of KB: the hash costs well
-    under a millisecond, so requests check it too."""
-    path = store / uri
+    "unreadable" (not a plain file inside the store: a uri that leaves it, a
+    symlink, a FIFO or device), or None. Opened confined to the store, never
+    by a path a completion event could point elsewhere. Blocking: callers on
+    an event loop run it in a thread."""
+    from imaging.store_files import StoreFileMissing, StoreFileRefused, StoreFileTooLarge, read_store_file
+
     try:
-        actual = path.stat().st_size
-        if actual < size:
-            return "truncated"
-        if actual != size or sha256_file(path) != sha256:
-            return "changed"
-    except FileNotFoundError:
+        data = read_store_file(store, uri, max_bytes=min(max(size, 0), MAX_OUTPUT_BYTES))
+    except StoreFileMissing:
         return "missing"
-    except OSError:
+    except StoreFileTooLarge:
+        return "changed"
+    except (StoreFileRefused, OSError):
         return "unreadable"
+    if len(data) < size:
+        return "truncated"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "changed"
     return None

@@ -58,3 +58,24 @@ def test_a_truncated_output_is_rendered_again(corpus: Path, tmp_path: Path):
 def test_changed_source_content_is_refused(corpus: Path, tmp_path: Path):
     with pytest.raises(SourceChanged, match="import the file again"):
         run_thumbnail_task(_task(corpus, tmp_path, source_sha256="0" * 64))
+
+
+def test_an_output_check_stays_in_the_store_and_reads_no_more_than_recorded(tmp_path: Path):
+    import hashlib
+    import os
+
+    from imaging.store import output_problem
+
+    store = tmp_path / "store"
+    (store / "thumbnails").mkdir(parents=True)
+    (store / "thumbnails" / "a.jpg").write_bytes(b"jpeg bytes")
+    digest = hashlib.sha256(b"jpeg bytes").hexdigest()
+    assert output_problem(store, "thumbnails/a.jpg", 10, digest) is None
+    assert output_problem(store, "thumbnails/a.jpg", 11, digest) == "truncated"
+    assert output_problem(store, "thumbnails/a.jpg", 4, digest) == "changed"  # longer than recorded: not read on
+    assert output_problem(store, "thumbnails/gone.jpg", 10, digest) == "missing"
+    # A forged completion naming a device, a path outside, or a link out of
+    # the store: refused without reading (/dev/zero would never end).
+    os.symlink("/dev/zero", store / "thumbnails" / "zero.jpg")
+    for uri in ("/dev/zero", "../../../../dev/zero", "thumbnails/zero.jpg"):
+        assert output_problem(store, uri, 10**12, digest) == "unreadable", uri
