@@ -160,7 +160,7 @@ def open_source(uri: str, media_roots: Sequence[Path], limits: Limits, *,
         raise PathOutsideRoots(f"path {shown!r} is outside the media roots ({', '.join(map(str, roots))})")
     for root, parts in attempts:
         try:
-            fd = _open_beneath(root, parts)
+            fd = open_beneath(root, parts)
         except FileNotFoundError:
             continue
         except OSError as e:
@@ -220,7 +220,9 @@ def _checked_file(fd: int, what: str, limits: Limits, info: os.stat_result | Non
     return OpenFile(fd, info.st_size, what, _fingerprint(info))
 
 
-def _open_beneath(root: Path, parts: Sequence[str]) -> int:
+def open_beneath(root: Path, parts: Sequence[str]) -> int:
+    """A read-only descriptor of ``root/parts...``, no symlink followed below
+    ``root`` (``root`` itself may be one: it is configuration). Raises OSError."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if not parts:

@@ -1,9 +1,10 @@
 """Reading one file of the image store, confined to the store.
 
 A uri handed to the HTTP API (or recorded in an event) is data from outside.
-It is opened relative to the store root one component at a time, each with
-``O_NOFOLLOW``, so neither ``..`` nor a symlink anywhere below the root can
-lead out of the store, and no check-then-open race is left for a swapped
+It is opened the way sources are (``imaging.source.open_beneath``: no
+symlink followed below the root, in one ``openat2`` or one ``O_NOFOLLOW``
+step per component), so neither ``..`` nor a symlink anywhere below the root
+can lead out of the store, and no check-then-open race is left for a swapped
 link. The descriptor is ``fstat``ed (a regular file, within the size cap)
 and read; a name is never opened a second time. Blocking I/O: callers on an
 event loop run this in a thread.
@@ -15,12 +16,11 @@ import os
 import stat
 from pathlib import Path
 
+from imaging.source import open_beneath
+
 MAX_URI_CHARS = 1024
 MAX_NAME_BYTES = 255  # NAME_MAX on Linux: a longer component cannot exist
 
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class StoreFileError(Exception):
@@ -47,19 +47,13 @@ def read_store_file(store: Path, uri: str, max_bytes: int) -> bytes:
     StoreFileTooLarge."""
     names = store_uri_parts(uri)
     try:
-        # The root itself is the operator's setting: it may be a symlink.
-        dir_fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = open_beneath(store, names)
+    except FileNotFoundError as e:
+        raise StoreFileMissing(f"no file {_quoted(uri)} in the image store") from e
     except OSError as e:
-        # Not naming the folder: this message may be an HTTP answer.
-        raise StoreFileMissing(f"cannot open the image store (REGEN_IMAGE_STORE) for {_quoted(uri)}: "
-                               f"{e.strerror}") from e
-    try:
-        for name in names[:-1]:
-            parent_fd, dir_fd = dir_fd, _open_below(name, _OPEN_DIR, parent_fd=dir_fd, uri=uri)
-            os.close(parent_fd)
-        fd = _open_below(names[-1], _OPEN_FILE, parent_fd=dir_fd, uri=uri)
-    finally:
-        os.close(dir_fd)
+        # ELOOP/EXDEV: a symlink; ENOTDIR: a file where a folder was expected.
+        raise StoreFileRefused(f"path {_quoted(uri)} is not a plain file in the image store "
+                               f"({e.strerror})") from e
     try:
         return _read_regular(fd, uri, max_bytes)
     finally:
@@ -89,18 +83,6 @@ def store_uri_parts(uri: str) -> list[str]:
         if len(encoded) > MAX_NAME_BYTES:
             raise StoreFileRefused(f"path {shown} has a name over {MAX_NAME_BYTES} bytes")
     return names
-
-
-def _open_below(name: str, flags: int, parent_fd: int, uri: str) -> int:
-    try:
-        return os.open(name, flags, dir_fd=parent_fd)
-    except FileNotFoundError as e:
-        raise StoreFileMissing(f"no file {_quoted(uri)} in the image store") from e
-    except OSError as e:
-        # ELOOP: a symlink (O_NOFOLLOW); ENOTDIR: a file where a folder was
-        # expected; ENXIO and the like: a socket or device.
-        raise StoreFileRefused(f"path {_quoted(uri)} is not a plain file in the image store "
-                               f"({name!r}: {e.strerror})") from e
 
 
 def _read_regular(fd: int, uri: str, max_bytes: int) -> bytes:

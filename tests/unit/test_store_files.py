@@ -53,7 +53,7 @@ def test_a_symlink_to_a_file_inside_the_store_is_refused_too(store):
 
 def test_a_symlinked_folder_on_the_way_is_refused(store, outside):
     (store / "thumbnails" / "cd").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(StoreFileRefused, match="'cd'"):
+    with pytest.raises(StoreFileRefused, match="not a plain file"):
         read_store_file(store, "thumbnails/cd/secret.jpg", CAP)
 
 
