@@ -9,6 +9,7 @@ COPY schemas ./schemas
 COPY projections ./projections
 COPY imaging ./imaging
 COPY cli ./cli
+COPY regen ./regen
 RUN pip install --no-cache-dir .
 # The worker decodes untrusted images: it runs as a user of its own that can
 # write only its state and image store, not the code it runs. A numeric id,

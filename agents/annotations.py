@@ -19,16 +19,16 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.context import WorkerContext
-from agents.handling import register_event_agent
-from agents.timers import guarded_timer
-from projections import folds
-from projections.planning import idle_long_enough, plan_composite
-from projections.state import AnnotationState, JobState, VideoState
-from schemas.events import BoundaryChanged
-from schemas.jobs import DirtyFlag
-from streams.codec import now_iso
-from streams.topics import ANNOTATIONS_DIRTY, BOUNDARIES_CHANGED, RENDER_BACKGROUND
+from regen.agents.context import WorkerContext
+from regen.agents.handling import register_event_agent
+from regen.agents.timers import guarded_timer
+from regen.projections import folds
+from regen.projections.planning import idle_long_enough, plan_composite
+from regen.projections.state import AnnotationState, JobState, VideoState
+from regen.schemas.events import BoundaryChanged
+from regen.schemas.jobs import DirtyFlag
+from regen.streams.codec import now_iso
+from regen.streams.topics import ANNOTATIONS_DIRTY, BOUNDARIES_CHANGED, RENDER_BACKGROUND
 
 log = logging.getLogger(__name__)
 

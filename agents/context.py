@@ -13,16 +13,16 @@ from typing import AsyncIterator
 import faust
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from agents.metrics import Metrics
-from agents.render_pool import RenderPool
-from projections.activity import Activity
-from projections.progress import BatchTracker
-from projections.state import AssetState
-from projections.tables import Tables
-from schemas.events import Event
-from streams.codec import encode
-from streams.settings import Settings
-from streams.topics import TopicSpec, topic_name
+from regen.agents.metrics import Metrics
+from regen.agents.render_pool import RenderPool
+from regen.projections.activity import Activity
+from regen.projections.progress import BatchTracker
+from regen.projections.state import AssetState
+from regen.projections.tables import Tables
+from regen.schemas.events import Event
+from regen.streams.codec import encode
+from regen.streams.settings import Settings
+from regen.streams.topics import TopicSpec, topic_name
 
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class WorkerContext:
                 except KafkaError as e:  # can never be sent: the event that emitted it is dead-lettered
                     if origin is None:
                         raise
-                    from agents.deadletter import send_to_deadletter  # it imports this module
+                    from regen.agents.deadletter import send_to_deadletter  # it imports this module
 
                     await send_to_deadletter(self, origin, e)
 

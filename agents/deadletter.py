@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from agents.context import WorkerContext
-from agents.deadletter_fit import fit_letter, fit_letter_hard
-from streams.topics import DEADLETTER, topic_name
+from regen.agents.context import WorkerContext
+from regen.agents.deadletter_fit import fit_letter, fit_letter_hard
+from regen.streams.topics import DEADLETTER, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ class SwapAfterOpen:
     render: Callable[[Any], Any]
 
     def __call__(self, task: Any) -> Any:
-        from imaging import source
+        from regen.imaging import source
 
         source.AFTER_OPEN = self._swap
         try:

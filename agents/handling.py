@@ -16,11 +16,11 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 from faust import streams as faust_streams
 
-from agents.context import WorkerContext
-from agents.deadletter import send_to_deadletter
-from schemas.events import Event
-from streams.codec import decode
-from streams.exceptions import PoisonEvent
+from regen.agents.context import WorkerContext
+from regen.agents.deadletter import send_to_deadletter
+from regen.schemas.events import Event
+from regen.streams.codec import decode
+from regen.streams.exceptions import PoisonEvent
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from agents.context import WorkerContext
-from agents.handling import register_event_agent
-from projections import folds
-from projections.planning import cached_output, plan_composite, plan_job, stored_outcome
-from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested
-from schemas.jobs import RenderJob
-from streams.codec import now_iso
-from streams.topics import ASSETS_IMPORTED, IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
+from regen.agents.context import WorkerContext
+from regen.agents.handling import register_event_agent
+from regen.projections import folds
+from regen.projections.planning import cached_output, plan_composite, plan_job, stored_outcome
+from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested
+from regen.schemas.jobs import RenderJob
+from regen.streams.codec import now_iso
+from regen.streams.topics import ASSETS_IMPORTED, IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.context import WorkerContext
-from agents.handling import register_event_agent
-from agents.timers import guarded_timer
-from projections.progress import BatchState, BatchTracker, batch_shard_reported
-from projections.state import AssetState
-from schemas.jobs import BatchShard
-from streams.topics import ASSETS_IMPORTED, BATCH_PROGRESS, topic_name
+from regen.agents.context import WorkerContext
+from regen.agents.handling import register_event_agent
+from regen.agents.timers import guarded_timer
+from regen.projections.progress import BatchState, BatchTracker, batch_shard_reported
+from regen.projections.state import AssetState
+from regen.schemas.jobs import BatchShard
+from regen.streams.topics import ASSETS_IMPORTED, BATCH_PROGRESS, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from agents.context import WorkerContext
-from agents.handling import register_event_agent
-from projections import folds
-from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import ImageFailed, ImageGenerated
-from streams.topics import ANNOTATIONS_DIRTY, IMAGES_RESULTS
+from regen.agents.context import WorkerContext
+from regen.agents.handling import register_event_agent
+from regen.projections import folds
+from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams.topics import ANNOTATIONS_DIRTY, IMAGES_RESULTS
 
 log = logging.getLogger(__name__)
 

@@ -28,21 +28,21 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from agents.context import WorkerContext
-from agents.deadletter import send_to_deadletter
-from agents.faults import HangIf, SwapAfterOpen
-from agents.handling import as_current_event, register_event_agent
-from agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
-from imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
+from regen.agents.context import WorkerContext
+from regen.agents.deadletter import send_to_deadletter
+from regen.agents.faults import HangIf, SwapAfterOpen
+from regen.agents.handling import as_current_event, register_event_agent
+from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
+from regen.imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
                             run_composite_task, run_thumbnail_task)
-from projections import folds
-from projections.planning import stored_outcome
-from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import Event, ImageFailed, ImageGenerated
-from schemas.jobs import RenderJob
-from streams.codec import decode, now_iso
-from streams.exceptions import PoisonEvent
-from streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, RENDER_RETRY, TopicSpec
+from regen.projections import folds
+from regen.projections.planning import stored_outcome
+from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.schemas.events import Event, ImageFailed, ImageGenerated
+from regen.schemas.jobs import RenderJob
+from regen.streams.codec import decode, now_iso
+from regen.streams.exceptions import PoisonEvent
+from regen.streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, RENDER_RETRY, TopicSpec
 
 log = logging.getLogger(__name__)
 

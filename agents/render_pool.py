@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from agents.lane_share import Lane, LaneShare
-from imaging.errors import printable
+from regen.agents.lane_share import Lane, LaneShare
+from regen.imaging.errors import printable
 
 log = logging.getLogger(__name__)
 

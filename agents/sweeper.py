@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.context import WorkerContext
-from agents.timers import guarded_timer
-from projections.planning import plan_composite, plan_job
-from projections.state import AnnotationState, AssetState, JobState, VideoState
-from projections.sweeping import stuck_jobs, videos_over
-from streams.codec import now_iso
-from streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
+from regen.agents.context import WorkerContext
+from regen.agents.timers import guarded_timer
+from regen.projections.planning import plan_composite, plan_job
+from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.projections.sweeping import stuck_jobs, videos_over
+from regen.streams.codec import now_iso
+from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
 
 log = logging.getLogger(__name__)
 

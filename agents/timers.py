@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from agents.context import WorkerContext
-from projections.throttled_log import ThrottledLog
+from regen.agents.context import WorkerContext
+from regen.projections.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 _errors = ThrottledLog(log)

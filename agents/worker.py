@@ -9,21 +9,21 @@ import time
 
 import faust
 
-from agents.annotations import register_annotations
-from agents.context import WorkerContext
-from agents.intake import register_intake
-from agents.progress import register_progress
-from agents.projector import register_projector
-from agents.render import register_render
-from agents.render_pool import MemoryCap, RenderPool
-from agents.sweeper import register_sweeper
-from projections.tables import create_tables
-from projections.views import register_views
-from streams.admin import cluster_id, ensure_topics
-from streams.app import create_app
-from streams.connection import bootstrap_servers
-from streams.settings import Settings
-from streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE, topic_name
+from regen.agents.annotations import register_annotations
+from regen.agents.context import WorkerContext
+from regen.agents.intake import register_intake
+from regen.agents.progress import register_progress
+from regen.agents.projector import register_projector
+from regen.agents.render import register_render
+from regen.agents.render_pool import MemoryCap, RenderPool
+from regen.agents.sweeper import register_sweeper
+from regen.projections.tables import create_tables
+from regen.projections.views import register_views
+from regen.streams.admin import cluster_id, ensure_topics
+from regen.streams.app import create_app
+from regen.streams.connection import bootstrap_servers
+from regen.streams.settings import Settings
+from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.samples import write_video
-from imaging.composite import lower_median
-from imaging.frames import read_frames
-from imaging.limits import Limits
-from imaging.render import CompositeTask, run_composite_task
+from regen.cli.samples import write_video
+from regen.imaging.composite import lower_median
+from regen.imaging.frames import read_frames
+from regen.imaging.limits import Limits
+from regen.imaging.render import CompositeTask, run_composite_task
 
 
 def timed(fn, repeats: int) -> float:

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from streams import local_broker
-from streams.settings import Settings
+from regen.streams import local_broker
+from regen.streams.settings import Settings
 
 
 def free_port() -> int:
@@ -47,7 +47,7 @@ def worker(bootstrap: str, state: Path, media: Path, processes: int = 2,
            "REGEN_PREGENERATE_VARIANTS": "h400.jpg", "REGEN_LOG_LEVEL": "warning", **settings}
     state.mkdir(parents=True, exist_ok=True)
     with open(state / "worker.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "regen.cli.main", "worker"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield Settings.from_env(env)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from bench.harness import broker, worker
 from bench.requests import make_photos
-from cli.importer import scan
-from cli.replay import replay
-from streams.publisher import Publisher
-from streams.results import wait_for
-from streams.settings import Settings
+from regen.cli.importer import scan
+from regen.cli.replay import replay
+from regen.streams.publisher import Publisher
+from regen.streams.results import wait_for
+from regen.streams.settings import Settings
 
 
 async def live(settings: Settings, bootstrap: str, events) -> float:

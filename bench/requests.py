@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 
 from bench.harness import broker, worker
-from cli.importer import scan
-from schemas.events import ImageGenerated, Target
-from streams.client import ImageClient
-from streams.publisher import Publisher
-from streams.results import follow_completions, wait_for
-from streams.settings import Settings
+from regen.cli.importer import scan
+from regen.schemas.events import ImageGenerated, Target
+from regen.streams.client import ImageClient
+from regen.streams.publisher import Publisher
+from regen.streams.results import follow_completions, wait_for
+from regen.streams.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"

@@ -29,11 +29,11 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from bench.harness import broker, worker
-from cli.importer import scan
-from imaging.render import ThumbnailTask, run_thumbnail_task
-from streams.publisher import Publisher
-from streams.results import wait_for
-from streams.settings import Settings
+from regen.cli.importer import scan
+from regen.imaging.render import ThumbnailTask, run_thumbnail_task
+from regen.streams.publisher import Publisher
+from regen.streams.results import wait_for
+from regen.streams.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"

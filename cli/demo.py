@@ -21,13 +21,13 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from cli import format as fmt
-from cli.publishing import import_folder
-from streams import local_broker
-from streams.connection import bootstrap_servers
-from streams.exceptions import RegenError
-from streams.results import wait_for
-from streams.settings import ENVIRONMENT, Settings
+from regen.cli import format as fmt
+from regen.cli.publishing import import_folder
+from regen.streams import local_broker
+from regen.streams.connection import bootstrap_servers
+from regen.streams.exceptions import RegenError
+from regen.streams.results import wait_for
+from regen.streams.settings import ENVIRONMENT, Settings
 
 # A cold worker (JVM-free, but Faust, RocksDB and a rebalance) is ready in
 # about 5 s here; 60 s covers a slow first import of the Python packages.
@@ -39,7 +39,7 @@ PER_IMAGE_TIMEOUT_S = 5.0
 def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> None:
     say = lambda text: click.echo(click.style("regen demo: ", fg="cyan") + text, err=True)  # noqa: E731
     if folder is None:
-        from cli.samples import write_samples
+        from regen.cli.samples import write_samples
 
         folder = settings.state_dir / "demo-media"
         say(f"making sample media in {folder} (photos in six EXIF orientations, a short video)")
@@ -90,8 +90,8 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
 def _progress_and_request_demo(settings: Settings, batch_id: str, asset_ids: list[str], say) -> None:
     """The batch's progress projection, then two on-demand requests: one
     answered from the store, one rendered for a variant not pre-generated."""
-    from cli.main import _get
-    from cli.requesting import get_image
+    from regen.cli.main import _get
+    from regen.cli.requesting import get_image
 
     deadline = time.monotonic() + 15
     batch: dict = {}
@@ -146,7 +146,7 @@ def _print_summary(settings: Settings, completions: dict, asset_ids: list[str]) 
     if asset_ids:
         first = asset_ids[0]
         try:
-            from cli.main import _get
+            from regen.cli.main import _get
 
             click.echo("\nWhat the worker's projection says of the first asset (regen status asset …):\n")
             click.echo(fmt.format_asset(_get(settings, f"/assets/{first}")))
@@ -162,9 +162,9 @@ def _annotation_demo(settings: Settings, bootstrap: str, source: str, say) -> No
     falling to zero as each goes idle and gets one composite."""
     import av
 
-    from cli.main import _get
-    from schemas.events import BoundaryChanged
-    from streams.publisher import Publisher
+    from regen.cli.main import _get
+    from regen.schemas.events import BoundaryChanged
+    from regen.streams.publisher import Publisher
 
     with av.open(str(settings.media_roots[-1] / source)) as container:
         frames = container.streams.video[0].frames or 48
@@ -207,7 +207,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     env[ENVIRONMENT["web_port"]] = str(settings.web_port)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "regen.cli.main", "worker"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 

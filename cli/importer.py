@@ -10,11 +10,11 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
-from imaging.paths import relative_uri
-from imaging.store import sha256_file
-from imaging.thumbnails import VIDEO_SUFFIXES
-from schemas.events import AssetImported
-from streams.codec import now_iso
+from regen.imaging.paths import relative_uri
+from regen.imaging.store import sha256_file
+from regen.imaging.thumbnails import VIDEO_SUFFIXES
+from regen.schemas.events import AssetImported
+from regen.streams.codec import now_iso
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
 EXIF_IFD, DATETIME_ORIGINAL = 0x8769, 0x9003

@@ -19,11 +19,11 @@ from pathlib import Path
 import click
 import orjson
 
-from cli import format as fmt
-from imaging.errors import ImagingError
-from schemas.exceptions import SchemaError
-from streams.exceptions import RegenError
-from streams.settings import ENVIRONMENT, Settings
+from regen.cli import format as fmt
+from regen.imaging.errors import ImagingError
+from regen.schemas.exceptions import SchemaError
+from regen.streams.exceptions import RegenError
+from regen.streams.settings import ENVIRONMENT, Settings
 
 EXIT_ERROR = 1
 
@@ -61,7 +61,7 @@ def broker() -> None:
 @broker.command("start")
 def broker_start() -> None:
     """Start the local broker (fetching its jars once) and print its address."""
-    from streams import local_broker
+    from regen.streams import local_broker
 
     settings = _settings()
     info = local_broker.start(settings.state_dir, progress=lambda m: click.echo(m, err=True))
@@ -71,7 +71,7 @@ def broker_start() -> None:
 @broker.command("stop")
 def broker_stop() -> None:
     """Stop the local broker and delete its data."""
-    from streams import local_broker
+    from regen.streams import local_broker
 
     info = local_broker.stop(_settings().state_dir)
     click.echo("no local broker was running" if info is None else f"stopped the broker at {info.bootstrap}")
@@ -81,7 +81,7 @@ def broker_stop() -> None:
 @click.option("--kill", is_flag=True, help="SIGKILL it instead of a clean shutdown (a crash).")
 def broker_restart(kill: bool) -> None:
     """Restart the local broker keeping its data (topics, offsets, groups)."""
-    from streams import local_broker
+    from regen.streams import local_broker
 
     info = local_broker.restart(_settings().state_dir, progress=lambda m: click.echo(m, err=True), kill=kill)
     click.echo(f"Kafka is running again at {info.bootstrap} (pid {info.pid})")
@@ -90,7 +90,7 @@ def broker_restart(kill: bool) -> None:
 @broker.command("status")
 def broker_status() -> None:
     """Say whether the local broker is running, and where. Exit 1 if not."""
-    from streams import local_broker
+    from regen.streams import local_broker
 
     info = local_broker.find_running(_settings().state_dir)
     if info is None:
@@ -105,7 +105,7 @@ def broker_status() -> None:
 @click.option("--processes", type=int, help=f"Render processes [env {ENVIRONMENT['render_processes']}].")
 def worker(web_port: int | None, processes: int | None) -> None:
     """Run a worker: intake, render and projector agents, and the HTTP API."""
-    from agents.worker import run_worker
+    from regen.agents.worker import run_worker
 
     overrides = {}
     if web_port is not None:
@@ -135,7 +135,7 @@ def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> 
     this import, and publishes one AssetImported per new file. With --batch,
     `regen status batch ID` shows the batch's progress.
     """
-    from cli.publishing import import_folder
+    from regen.cli.publishing import import_folder
 
     summary = asyncio.run(import_folder(_settings(), folder, batch_id, as_json, follow))
     outcome = summary.get("follow")
@@ -159,7 +159,7 @@ def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> 
 @click.option("--json", "body", required=True, help="The event body as JSON, or - to read it from stdin.")
 def publish(event_type: str, body: str) -> None:
     """Validate and publish one event given as JSON."""
-    from cli.publishing import publish_json
+    from regen.cli.publishing import publish_json
 
     text = sys.stdin.read() if body == "-" else body
     ce_id = asyncio.run(publish_json(_settings(), event_type, text))
@@ -171,9 +171,9 @@ def publish(event_type: str, body: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per dead letter.")
 def deadletters(limit: int, as_json: bool) -> None:
     """List events that could not be processed, with where they came from and why."""
-    from streams.connection import bootstrap_servers
-    from streams.results import read_records
-    from streams.topics import DEADLETTER
+    from regen.streams.connection import bootstrap_servers
+    from regen.streams.results import read_records
+    from regen.streams.topics import DEADLETTER
 
     settings = _settings()
     records = asyncio.run(read_records(settings, bootstrap_servers(settings), DEADLETTER, idle_timeout=1.0))
@@ -205,7 +205,7 @@ def get(kind: str, target_id: str, variant: str | None, wait_s: float, force: bo
     whether it was a cache hit and the latency; exit 1 if it failed or did
     not come within --wait.
     """
-    from cli.requesting import get_image
+    from regen.cli.requesting import get_image
 
     answer = asyncio.run(get_image(_settings(), kind, target_id, variant, wait_s, force))
     click.echo(orjson.dumps(answer.to_json()).decode() if as_json else answer.describe())
@@ -236,7 +236,7 @@ def replay(from_beginning: bool, since: str | None, topics: tuple[str, ...], var
     outputs are skipped, missing or changed ones rendered. Shows progress
     with a rate and ETA, then a summary. Safe to interrupt and run again.
     """
-    from cli import replay as replaying
+    from regen.cli import replay as replaying
 
     if from_beginning and since:
         raise click.UsageError("--from-beginning and --since exclude each other")
@@ -267,7 +267,7 @@ def repair(dry_run: bool, limit: int | None, video_id: str | None, batch_id: str
     Every completed thumbnail and current composite in the projections is
     checked against the size and sha256 recorded when it was rendered.
     """
-    from cli import repair as repairing
+    from regen.cli import repair as repairing
 
     if video_id and batch_id:
         raise click.UsageError("--video and --batch exclude each other")
@@ -285,7 +285,7 @@ def repair(dry_run: bool, limit: int | None, video_id: str | None, batch_id: str
 def rebuild_projections(output: Path | None, as_json: bool) -> None:
     """Fold the source and completion topics into fresh projections and
     report every difference from the live ones. Exit 1 if they differ."""
-    from cli import rebuild as rebuilding
+    from regen.cli import rebuild as rebuilding
 
     events, comparison = asyncio.run(rebuilding.rebuild_and_compare(_settings(), output))
     click.echo(orjson.dumps(rebuilding.to_json(events, comparison)).decode() if as_json
@@ -364,7 +364,7 @@ def render() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
     """Render a thumbnail of FILE into OUTPUT."""
-    from imaging.render import ThumbnailTask, run_thumbnail_task
+    from regen.imaging.render import ThumbnailTask, run_thumbnail_task
 
     settings = _settings()
     real = file.resolve()
@@ -384,7 +384,7 @@ def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
 def render_composite_cmd(source: Path, start_frame: int, end_frame: int, crop: str | None, variant: str,
                          max_frames: int | None, output: Path) -> None:
     """Render the median composite of SOURCE (a video or a folder of numbered frames)."""
-    from imaging.render import CompositeTask, run_composite_task
+    from regen.imaging.render import CompositeTask, run_composite_task
 
     settings = _settings()
     box = None
@@ -407,7 +407,7 @@ def _render_offline(run, task_for, output: Path) -> None:
     copy its output to OUTPUT."""
     import tempfile
 
-    from imaging.store import write_atomically
+    from regen.imaging.store import write_atomically
 
     with tempfile.TemporaryDirectory(prefix="regen-render-") as store:
         outcome = run(task_for(Path(store)))
@@ -431,7 +431,7 @@ def demo(folder: Path | None, keep_running: bool) -> None:
     worker, imports FOLDER (or sample photos and a video it makes), waits for
     every thumbnail, and prints where they are.
     """
-    from cli.demo import run_demo
+    from regen.cli.demo import run_demo
 
     run_demo(_settings(), folder, keep_running)
 

@@ -9,16 +9,16 @@ import click
 import orjson
 from tqdm import tqdm
 
-from cli.importer import media_files, scan
-from schemas.events import ImageFailed
-from schemas.exceptions import SchemaError
-from schemas.validation import parse_event
-from streams.connection import bootstrap_servers
-from streams.exceptions import ConfigError
-from streams.publisher import Publisher
-from streams.results import end_offsets, follow_completions
-from streams.settings import ENVIRONMENT, Settings
-from streams.topics import IMAGES_RESULTS, topic_name
+from regen.cli.importer import media_files, scan
+from regen.schemas.events import ImageFailed
+from regen.schemas.exceptions import SchemaError
+from regen.schemas.validation import parse_event
+from regen.streams.connection import bootstrap_servers
+from regen.streams.exceptions import ConfigError
+from regen.streams.publisher import Publisher
+from regen.streams.results import end_offsets, follow_completions
+from regen.streams.settings import ENVIRONMENT, Settings
+from regen.streams.topics import IMAGES_RESULTS, topic_name
 
 # `regen import --follow` gives up after this long without any completion.
 FOLLOW_IDLE_TIMEOUT_S = 300.0

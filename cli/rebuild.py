@@ -8,13 +8,13 @@ from pathlib import Path
 
 import orjson
 
-from projections.rebuild import TABLES, Comparison, Projections, compare, rebuild
-from streams.codec import decode
-from streams.connection import bootstrap_servers
-from streams.exceptions import PoisonEvent
-from streams.results import read_table, read_to_end
-from streams.settings import Settings
-from streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_RESULTS, topic_name
+from regen.projections.rebuild import TABLES, Comparison, Projections, compare, rebuild
+from regen.streams.codec import decode
+from regen.streams.connection import bootstrap_servers
+from regen.streams.exceptions import PoisonEvent
+from regen.streams.results import read_table, read_to_end
+from regen.streams.settings import Settings
+from regen.streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_RESULTS, topic_name
 
 # Everything the projections are folded from. Requests are not needed: every
 # effect of a request is a completion on images.results.

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from imaging.store import output_problem
-from projections.repair import Damage, find_damage
-from schemas.events import ImageFailed, ImageGenerated
-from streams.client import ImageClient
-from streams.connection import bootstrap_servers
-from streams.results import read_table
-from streams.settings import Settings
+from regen.imaging.store import output_problem
+from regen.projections.repair import Damage, find_damage
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams.client import ImageClient
+from regen.streams.connection import bootstrap_servers
+from regen.streams.results import read_table
+from regen.streams.settings import Settings
 
 
 @dataclass

@@ -26,16 +26,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from imaging.store import output_problem
-from projections.replay import ReplayItem, intact_in_store, replay_items
-from schemas.events import ImageFailed, ImageGenerated
-from streams.client import ImageClient
-from streams.codec import decode
-from streams.connection import bootstrap_servers
-from streams.exceptions import PoisonEvent, RegenError
-from streams.results import read_table, read_to_end
-from streams.settings import Settings
-from streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, TopicSpec, topic_name
+from regen.imaging.store import output_problem
+from regen.projections.replay import ReplayItem, intact_in_store, replay_items
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams.client import ImageClient
+from regen.streams.codec import decode
+from regen.streams.connection import bootstrap_servers
+from regen.streams.exceptions import PoisonEvent, RegenError
+from regen.streams.results import read_table, read_to_end
+from regen.streams.settings import Settings
+from regen.streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, TopicSpec, topic_name
 
 SOURCE_TOPICS: dict[str, TopicSpec] = {spec.suffix: spec for spec in (ASSETS_IMPORTED, BOUNDARIES_CHANGED)}
 # Requests in flight at once: enough to keep every render process and the

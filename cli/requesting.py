@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from schemas.events import ImageFailed, ImageGenerated, Target
-from streams.client import ImageClient, RequestTimeout, default_variant
-from streams.connection import bootstrap_servers
-from streams.settings import Settings
+from regen.schemas.events import ImageFailed, ImageGenerated, Target
+from regen.streams.client import ImageClient, RequestTimeout, default_variant
+from regen.streams.connection import bootstrap_servers
+from regen.streams.settings import Settings
 
 
 @dataclass(frozen=True)

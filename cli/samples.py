@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imaging.thumbnails import ORIENTATION_TAG
+from regen.imaging.thumbnails import ORIENTATION_TAG
 
 # orientation -> how to store an upright picture so that orientation restores it
 STORE_FOR_ORIENTATION = {

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from imaging.errors import ImagingError
+from regen.imaging.errors import ImagingError
 
 # Temporaries per band: frames x band bytes of booleans. 1 MiB keeps a band's
 # comparison and counts in cache (measured: 1 MiB beat 256 KiB and 4 MiB).

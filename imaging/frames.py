@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from imaging.composite import SpanOutOfRange, crop_box
-from imaging.errors import CorruptImage, ResourceLimit, UnsupportedMedia, printable
-from imaging.limits import Limits
-from imaging.source import OpenFile, OpenFolder, open_local
+from regen.imaging.composite import SpanOutOfRange, crop_box
+from regen.imaging.errors import CorruptImage, ResourceLimit, UnsupportedMedia, printable
+from regen.imaging.limits import Limits
+from regen.imaging.source import OpenFile, OpenFolder, open_local
 
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -127,7 +127,7 @@ def decode_folder_span(span: FolderSpan, crop, limits: Limits) -> np.ndarray:
 def decode_video_span(source: OpenFile, wanted: list[int], crop, limits: Limits) -> np.ndarray:
     import av
 
-    from imaging.video import checked_frames, open_container, video_stream
+    from regen.imaging.video import checked_frames, open_container, video_stream
 
     position = {number: index for index, number in enumerate(wanted)}
     stack = _Stack(len(wanted), crop, limits, source.name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imaging.errors import ResourceLimit, SourceTooLarge
+from regen.imaging.errors import ResourceLimit, SourceTooLarge
 
 # Pillow plugin names regen can be told to allow (Image.open(formats=...)).
 KNOWN_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF"})

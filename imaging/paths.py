@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from imaging.errors import PathOutsideRoots
+from regen.imaging.errors import PathOutsideRoots
 
 
 def relative_uri(path: Path, media_roots: Sequence[Path]) -> str:

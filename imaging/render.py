@@ -13,14 +13,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from imaging.composite import composite, sample_frames, span_digest
-from imaging.errors import SourceChanged
-from imaging.frames import decode_folder_span, decode_video_span, read_folder_span
-from imaging.limits import Limits
-from imaging.source import OpenFolder, open_source
-from imaging.store import composite_path, thumbnail_path, write_atomically
-from imaging.thumbnails import encode, is_video, render_thumbnail_of
-from imaging.variants import parse_variant
+from regen.imaging.composite import composite, sample_frames, span_digest
+from regen.imaging.errors import SourceChanged
+from regen.imaging.frames import decode_folder_span, decode_video_span, read_folder_span
+from regen.imaging.limits import Limits
+from regen.imaging.source import OpenFolder, open_source
+from regen.imaging.store import composite_path, thumbnail_path, write_atomically
+from regen.imaging.thumbnails import encode, is_video, render_thumbnail_of
+from regen.imaging.variants import parse_variant
 
 
 @dataclass(frozen=True)

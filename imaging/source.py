@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
-from imaging.errors import (NotARegularFile, PathOutsideRoots, SourceChanged, SourceMissing, StorageError,
+from regen.imaging.errors import (NotARegularFile, PathOutsideRoots, SourceChanged, SourceMissing, StorageError,
                             printable)
-from imaging.limits import Limits
+from regen.imaging.limits import Limits
 
 # Longest path an event may name; PATH_MAX is 4096 on Linux.
 MAX_URI_CHARS = 4096

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from imaging.errors import StorageError
+from regen.imaging.errors import StorageError
 
 
 def thumbnail_path(store: Path, source_sha256: str, variant_name: str) -> Path:
@@ -91,7 +91,7 @@ def output_problem(store: Path, uri: str, size: int, sha256: str) -> str | None:
     symlink, a FIFO or device), or None. Opened confined to the store, never
     by a path a completion event could point elsewhere. Blocking: callers on
     an event loop run it in a thread."""
-    from imaging.store_files import StoreFileMissing, StoreFileRefused, StoreFileTooLarge, read_store_file
+    from regen.imaging.store_files import StoreFileMissing, StoreFileRefused, StoreFileTooLarge, read_store_file
 
     try:
         data = read_store_file(store, uri, max_bytes=min(max(size, 0), MAX_OUTPUT_BYTES))

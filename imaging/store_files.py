@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from imaging.source import open_beneath
+from regen.imaging.source import open_beneath
 
 MAX_URI_CHARS = 1024
 MAX_NAME_BYTES = 255  # NAME_MAX on Linux: a longer component cannot exist

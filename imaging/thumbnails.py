@@ -17,10 +17,10 @@ from pathlib import Path
 from PIL import Image, ImageFile, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
-from imaging.errors import CorruptImage, ResourceLimit, SourceTooLarge, UnsupportedMedia
-from imaging.limits import Limits
-from imaging.source import OpenFile, open_local_file
-from imaging.variants import Variant
+from regen.imaging.errors import CorruptImage, ResourceLimit, SourceTooLarge, UnsupportedMedia
+from regen.imaging.limits import Limits
+from regen.imaging.source import OpenFile, open_local_file
+from regen.imaging.variants import Variant
 
 try:  # HEIC/HEIF support is optional at import time so a broken wheel cannot stop JPEG work
     import pillow_heif
@@ -72,7 +72,7 @@ def render_thumbnail_of(source: OpenFile, variant: Variant, limits: Limits, medi
     """Render ``variant`` of an open source; ``data`` is its bytes if the
     caller already read them (to hash them: the bytes hashed are decoded)."""
     if video if video is not None else is_video(source.name, media_type):
-        from imaging.video import first_frame
+        from regen.imaging.video import first_frame
 
         image = first_frame(source, limits)
         source.check_unchanged()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from imaging.errors import InvalidVariant
+from regen.imaging.errors import InvalidVariant
 
 FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}
 _NAME = re.compile(r"^(?:(?P<side>[hw])(?P<size>[1-9][0-9]{0,4})|full)\.(?P<ext>[a-z]+)$")

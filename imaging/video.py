@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from imaging.errors import CorruptImage, ResourceLimit, UnsupportedMedia
-from imaging.limits import Limits
-from imaging.source import OpenFile
+from regen.imaging.errors import CorruptImage, ResourceLimit, UnsupportedMedia
+from regen.imaging.limits import Limits
+from regen.imaging.source import OpenFile
 
 
 class UnsupportedContainer(UnsupportedMedia):

@@ -8,9 +8,9 @@ late never overwrites a newer result.
 
 from __future__ import annotations
 
-from projections.state import AnnotationState, AssetState, JobState, VariantState, VideoState
-from schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
-from schemas.jobs import DirtyFlag, RenderJob
+from regen.projections.state import AnnotationState, AssetState, JobState, VariantState, VideoState
+from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
+from regen.schemas.jobs import DirtyFlag, RenderJob
 
 # --- assets ---------------------------------------------------------------
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imaging.store import output_problem
-from projections.state import AnnotationState, AssetState, JobState
-from schemas.events import ImageFailed, ImageGenerated, Target
-from schemas.jobs import Lane, RenderJob, job_id_for
+from regen.imaging.store import output_problem
+from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.schemas.events import ImageFailed, ImageGenerated, Target
+from regen.schemas.jobs import Lane, RenderJob, job_id_for
 
 
 def plan_job(asset: AssetState, variant: str, lane: Lane, at: str, *,

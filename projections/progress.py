@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from projections.state import AssetState, Record, VideoState
-from schemas.bounds import Count, Shape
-from schemas.jobs import BatchShard
+from regen.projections.state import AssetState, Record, VideoState
+from regen.schemas.bounds import Count, Shape
+from regen.schemas.jobs import BatchShard
 
 MAX_FAILURES = 50  # per shard and per batch: enough to see what went wrong
 MAX_SAMPLES = 120  # (time, completed) pairs kept for the rate

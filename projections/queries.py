@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from projections.activity import Activity
-from projections.progress import BatchState, batch_view, video_view
-from projections.signed_urls import image_url
-from projections.state import AnnotationState, AssetState, JobState, VideoState
-from projections.tables import Tables
+from regen.projections.activity import Activity
+from regen.projections.progress import BatchState, batch_view, video_view
+from regen.projections.signed_urls import image_url
+from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.projections.tables import Tables
 
 MAX_ROWS = 20  # per list on the dashboard
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from projections import folds
-from projections.state import AnnotationState, AssetState, JobState, VideoState
-from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated
+from regen.projections import folds
+from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated
 
 TABLES = ("assets", "jobs", "annotations", "videos")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from projections.state import AnnotationState, AssetState
-from schemas.events import Target
+from regen.projections.state import AnnotationState, AssetState
+from regen.schemas.events import Target
 
 # (uri, bytes, sha256) -> "missing" | "truncated" | "changed" | None
 Checker = Callable[[str, int, str], "str | None"]

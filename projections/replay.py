@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from projections.repair import Checker
-from projections.state import AnnotationState, AssetState
-from schemas.events import AssetImported, BoundaryChanged, Event, Target
+from regen.projections.repair import Checker
+from regen.projections.state import AnnotationState, AssetState
+from regen.schemas.events import AssetImported, BoundaryChanged, Event, Target
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from projections.throttled_log import ThrottledLog
-from schemas.bounds import (Coordinate, Count, ErrorText, FrameNumber, Milliseconds, Pixels, Revision, Sha256,
+from regen.projections.throttled_log import ThrottledLog
+from regen.schemas.bounds import (Coordinate, Count, ErrorText, FrameNumber, Milliseconds, Pixels, Revision, Sha256,
                             Shape, SourcePath, StorePath)
-from schemas.exceptions import SchemaError
-from schemas.typed import read_record
+from regen.schemas.exceptions import SchemaError
+from regen.schemas.typed import read_record
 
 log = logging.getLogger(__name__)
 _malformed_rows = ThrottledLog(log)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from projections.state import JobState, VideoState
+from regen.projections.state import JobState, VideoState
 
 
 def _epoch(iso: str | None) -> float | None:

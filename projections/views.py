@@ -22,12 +22,12 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from imaging.store_files import StoreFileError, read_store_file
-from projections.activity import Activity
-from projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
-from projections.signed_urls import IMAGE_URL_LIFETIME_S, image_url_key, signature_valid
-from projections.tables import Tables
-from streams.settings import Settings
+from regen.imaging.store_files import StoreFileError, read_store_file
+from regen.projections.activity import Activity
+from regen.projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
+from regen.projections.signed_urls import IMAGE_URL_LIFETIME_S, image_url_key, signature_valid
+from regen.projections.tables import Tables
+from regen.streams.settings import Settings
 
 DASHBOARD_HTML = (Path(__file__).parent / "dashboard" / "index.html").read_text(encoding="utf-8")
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png",

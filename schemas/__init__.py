@@ -1,6 +1,6 @@
 """Event contracts: Python records here, JSON Schema files in ``schemas/json``."""
 
-from schemas.events import (  # noqa: F401
+from regen.schemas.events import (  # noqa: F401
     EVENT_TYPES,
     AssetImported,
     BoundaryChanged,

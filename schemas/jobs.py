@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
-from schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Range, Revision, ShortText,
+from regen.schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Range, Revision, ShortText,
                             SourcePath, Timestamp, TimestampOrEmpty, Variant)
-from schemas.events import Event, Target
+from regen.schemas.events import Event, Target
 
 Lane = Literal["interactive", "background"]
 

@@ -24,9 +24,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable, Literal, TypeVar, Union
 
-from schemas.bounds import (INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, MaxItems,
+from regen.schemas.bounds import (INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, MaxItems,
                             Pattern, Range, Shape)
-from schemas.exceptions import SchemaError
+from regen.schemas.exceptions import SchemaError
 
 T = TypeVar("T")
 Check = Callable[[Any, str], Any]  # (value, where) -> the value as the record holds it; raises SchemaError

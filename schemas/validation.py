@@ -9,13 +9,13 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from schemas.events import EVENT_TYPES, Event
-from schemas.exceptions import SchemaError
+from regen.schemas.events import EVENT_TYPES, Event
+from regen.schemas.exceptions import SchemaError
 
 
 @lru_cache(maxsize=None)
 def schema_for(event_name: str) -> dict[str, Any]:
-    text = resources.files("schemas").joinpath("json", f"{event_name}.json").read_text()
+    text = resources.files("regen.schemas").joinpath("json", f"{event_name}.json").read_text()
     return json.loads(text)
 
 

@@ -12,9 +12,9 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.connection import kafka_security, start_client
-from streams.settings import Settings
-from streams.topics import ALL_TOPICS, FOREVER, topic_name
+from regen.streams.connection import kafka_security, start_client
+from regen.streams.settings import Settings
+from regen.streams.topics import ALL_TOPICS, FOREVER, topic_name
 
 log = logging.getLogger(__name__)
 

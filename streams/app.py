@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import faust
 
-from streams.connection import faust_credentials
-from streams.consumer import RegenApp
-from streams.settings import Settings
-from streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
+from regen.streams.connection import faust_credentials
+from regen.streams.consumer import RegenApp
+from regen.streams.settings import Settings
+from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
 
 
 def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:

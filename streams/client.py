@@ -25,14 +25,14 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
-from streams.codec import decode
-from streams.connection import bootstrap_servers, kafka_security, start_client
-from streams.exceptions import PoisonEvent, RegenError
-from streams.publisher import Publisher
-from streams.results import topic_partitions
-from streams.settings import Settings
-from streams.topics import IMAGES_RESULTS, topic_name
+from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
+from regen.streams.codec import decode
+from regen.streams.connection import bootstrap_servers, kafka_security, start_client
+from regen.streams.exceptions import PoisonEvent, RegenError
+from regen.streams.publisher import Publisher
+from regen.streams.results import topic_partitions
+from regen.streams.settings import Settings
+from regen.streams.topics import IMAGES_RESULTS, topic_name
 
 log = logging.getLogger(__name__)
 

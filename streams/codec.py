@@ -15,12 +15,12 @@ from typing import Iterable, Sequence
 
 import orjson
 
-from schemas.events import EVENT_TYPES, Event, ImageFailed, ImageGenerated
-from schemas.exceptions import SchemaError
-from schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from schemas.validation import check_semantics, parse_event
-from streams.exceptions import PoisonEvent
-from streams.utf8 import valid_json_value, valid_utf8
+from regen.schemas.events import EVENT_TYPES, Event, ImageFailed, ImageGenerated
+from regen.schemas.exceptions import SchemaError
+from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.schemas.validation import check_semantics, parse_event
+from regen.streams.exceptions import PoisonEvent
+from regen.streams.utf8 import valid_json_value, valid_utf8
 
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"

@@ -13,9 +13,9 @@ import faust
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from streams import local_broker
-from streams.exceptions import BrokerError, ConfigError
-from streams.settings import ENVIRONMENT, Settings
+from regen.streams import local_broker
+from regen.streams.exceptions import BrokerError, ConfigError
+from regen.streams.settings import ENVIRONMENT, Settings
 
 
 def bootstrap_servers(settings: Settings) -> str:

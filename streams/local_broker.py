@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-from streams.exceptions import BrokerError
+from regen.streams.exceptions import BrokerError
 
 KAFKA_VERSION = "4.1.1"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies"
@@ -86,7 +86,7 @@ def ensure_jars(progress=print) -> Path:
         raise BrokerError("Maven is not installed: it fetches Kafka's jars once (`apt-get install maven`), or set KAFKA_BOOTSTRAP_SERVERS to a broker of yours")
     cache_dir().mkdir(parents=True, exist_ok=True)
     pom = cache_dir() / "pom.xml"
-    pom.write_text(resources.files("streams").joinpath("localkafka", "pom.xml").read_text())
+    pom.write_text(resources.files("regen.streams").joinpath("localkafka", "pom.xml").read_text())
     progress(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs} (once)…")
     staging = cache_dir() / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -123,7 +123,7 @@ def start(state_dir: Path, progress=print, heap: str = "512m", sasl_users: Mappi
     config.write_text(_server_properties(data_dir / "logs", broker_port, controller_port, sasl_port)
                       + _sasl_properties(sasl_users or {}))
     log4j = data_dir / "log4j2.properties"
-    log4j.write_text(resources.files("streams").joinpath("localkafka", "log4j2.properties").read_text())
+    log4j.write_text(resources.files("regen.streams").joinpath("localkafka", "log4j2.properties").read_text())
     jvm = _jvm(libs, log4j, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(

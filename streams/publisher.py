@@ -11,12 +11,12 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.events import Event
-from streams.admin import ensure_topics
-from streams.codec import encode
-from streams.connection import kafka_security, start_client
-from streams.settings import Settings
-from streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
+from regen.schemas.events import Event
+from regen.streams.admin import ensure_topics
+from regen.streams.codec import encode
+from regen.streams.connection import kafka_security, start_client
+from regen.streams.settings import Settings
+from regen.streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
 
 
 class Publisher:

@@ -9,12 +9,12 @@ from typing import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from schemas.events import ImageFailed, ImageGenerated
-from streams.codec import decode
-from streams.connection import kafka_security, start_client
-from streams.exceptions import BrokerError, PoisonEvent
-from streams.settings import Settings
-from streams.topics import IMAGES_RESULTS, TopicSpec, topic_name
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams.codec import decode
+from regen.streams.connection import kafka_security, start_client
+from regen.streams.exceptions import BrokerError, PoisonEvent
+from regen.streams.settings import Settings
+from regen.streams.topics import IMAGES_RESULTS, TopicSpec, topic_name
 
 Completion = ImageGenerated | ImageFailed
 

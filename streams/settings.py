@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
-from streams.exceptions import ConfigError
+from regen.streams.exceptions import ConfigError
 
 DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".regen"
 
@@ -177,8 +177,8 @@ class Settings:
         return changed
 
     def validate(self) -> None:
-        from imaging.errors import ImagingError
-        from imaging.variants import parse_variant
+        from regen.imaging.errors import ImagingError
+        from regen.imaging.variants import parse_variant
 
         if self.partitions < 1:
             raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
@@ -212,7 +212,7 @@ class Settings:
         if self.composite_pixel_budget < 1 or self.decode_budget <= 0 or self.render_memory_mb < 0:
             raise ConfigError(f"{ENVIRONMENT['composite_pixel_budget']} and {ENVIRONMENT['decode_budget']} "
                               f"must be > 0, {ENVIRONMENT['render_memory_mb']} >= 0 (0: no cap)")
-        from imaging.limits import KNOWN_IMAGE_FORMATS, KNOWN_VIDEO_CONTAINERS
+        from regen.imaging.limits import KNOWN_IMAGE_FORMATS, KNOWN_VIDEO_CONTAINERS
 
         for setting, known in (("image_formats", KNOWN_IMAGE_FORMATS), ("video_containers", KNOWN_VIDEO_CONTAINERS)):
             odd = [v for v in getattr(self, setting) if v not in known]
@@ -267,7 +267,7 @@ class Settings:
 
     def limits(self):
         """What a render may read and decode (imaging.limits.Limits)."""
-        from imaging.limits import Limits
+        from regen.imaging.limits import Limits
 
         return Limits(max_pixels=self.max_source_pixels, max_bytes=self.max_source_bytes,
                       composite_pixels=self.composite_pixel_budget, decode_seconds=self.decode_budget,

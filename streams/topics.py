@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
-from schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from streams.settings import Settings
+from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
+from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.streams.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
 # recover from any outage, and they can be re-derived from the source topics.

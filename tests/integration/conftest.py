@@ -23,10 +23,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli.samples import write_video
-from schemas.events import BoundaryChanged
-from streams import local_broker
-from streams.settings import Settings
+from regen.cli.samples import write_video
+from regen.schemas.events import BoundaryChanged
+from regen.streams import local_broker
+from regen.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ class WorkerProcess:
 
     def start(self, ready_timeout: float = 90.0) -> "WorkerProcess":
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "regen.cli.main", "worker"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from imaging.render import CompositeTask, run_composite_task
-from schemas.events import ImageGenerated
-from streams.publisher import Publisher
-from streams.results import read_records, wait_for
-from streams.codec import decode
-from streams.topics import IMAGES_RESULTS
+from regen.imaging.render import CompositeTask, run_composite_task
+from regen.schemas.events import ImageGenerated
+from regen.streams.publisher import Publisher
+from regen.streams.results import read_records, wait_for
+from regen.streams.codec import decode
+from regen.streams.topics import IMAGES_RESULTS
 from tests.integration.conftest import edit, eventually, run
 
 

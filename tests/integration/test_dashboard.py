@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import expect, sync_playwright
 
-from cli.importer import scan
-from streams.publisher import Publisher
+from regen.cli.importer import scan
+from regen.streams.publisher import Publisher
 from tests.integration.conftest import run
 
 CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cli.importer import media_files, scan
-from schemas.events import ImageFailed, ImageGenerated
-from streams import local_broker
-from streams.publisher import Publisher
-from streams.results import follow_completions, wait_for
-from streams.settings import Settings
+from regen.cli.importer import media_files, scan
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams import local_broker
+from regen.streams.publisher import Publisher
+from regen.streams.results import follow_completions, wait_for
+from regen.streams.settings import Settings
 from tests.integration.conftest import WorkerProcess, eventually, run
 from tests.unit.test_thumbnails import BAD_OUTCOMES
 
@@ -197,9 +197,9 @@ async def lane_diagnostics(settings, bootstrap, states) -> str:
     group's committed offsets?"""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams.codec import decode as decode_message
-    from streams.results import read_records
-    from streams.topics import RENDER_BACKGROUND, topic_name
+    from regen.streams.codec import decode as decode_message
+    from regen.streams.results import read_records
+    from regen.streams.topics import RENDER_BACKGROUND, topic_name
 
     missing = {"thumbnail:" + item.replace("/", ":") + ":r1" for item in states.get("pending", [])}
     records = await read_records(settings, bootstrap, RENDER_BACKGROUND, idle_timeout=1.0)
@@ -220,7 +220,7 @@ async def lane_diagnostics(settings, bootstrap, states) -> str:
     for r in records:
         ends[r.partition] = max(ends.get(r.partition, -1), r.offset)
     # Imports that never became jobs: where are they in the assets topic?
-    from streams.topics import ASSETS_IMPORTED
+    from regen.streams.topics import ASSETS_IMPORTED
 
     no_job = {item.split("/")[0] for item in states.get("http 404", [])}
     imports = await read_records(settings, bootstrap, ASSETS_IMPORTED, idle_timeout=1.0)

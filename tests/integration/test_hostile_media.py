@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
-from streams.codec import now_iso
-from streams.publisher import Publisher
-from streams.results import wait_for
+from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
+from regen.streams.codec import now_iso
+from regen.streams.publisher import Publisher
+from regen.streams.results import wait_for
 from tests.integration.conftest import WorkerProcess, run
 from tests.unit.test_hostile_media import write_ts
 

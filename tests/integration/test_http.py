@@ -16,8 +16,8 @@ import orjson
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli.importer import scan
-from streams.publisher import Publisher
+from regen.cli.importer import scan
+from regen.streams.publisher import Publisher
 from tests.integration.conftest import eventually, run
 
 TOKEN = "t0ken-in-a-header"

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli.importer import scan
-from schemas.events import ImageFailed, ImageGenerated
-from streams import local_broker
-from streams.exceptions import BrokerError
-from streams.publisher import Publisher
-from streams.results import wait_for
-from streams.settings import Settings
+from regen.cli.importer import scan
+from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.streams import local_broker
+from regen.streams.exceptions import BrokerError
+from regen.streams.publisher import Publisher
+from regen.streams.results import wait_for
+from regen.streams.settings import Settings
 from tests.integration.conftest import WorkerProcess, free_port, run
 
 PASSWORD = "regen-s3cret"
@@ -101,7 +101,7 @@ def test_a_wrong_password_fails_fast_and_says_so(sasl_broker, tmp_path, corpus):
     env = sasl_env(sasl_broker, tmp_path, corpus, password="not-the-password")
 
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "cli.main", "get", "thumbnail", "some-asset", "--wait", "5"],
+    result = subprocess.run([sys.executable, "-m", "regen.cli.main", "get", "thumbnail", "some-asset", "--wait", "5"],
                             env=env, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
@@ -117,7 +117,7 @@ def test_a_wrong_password_fails_fast_and_says_so(sasl_broker, tmp_path, corpus):
         run(asyncio.wait_for(publish(settings, sasl_broker.sasl_bootstrap, []), FAIL_WITHIN_S))
 
     # A worker with the wrong password exits 1 at start instead of waiting for a broker.
-    result = subprocess.run([sys.executable, "-m", "cli.main", "worker"], env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "regen.cli.main", "worker"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "Authentication failed" in result.stderr, result.stderr[-2000:]
 

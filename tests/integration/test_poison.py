@@ -8,12 +8,12 @@ import time
 
 import orjson
 
-from agents.deadletter_fit import CUT_HEADER
-from schemas.events import ImageGenerated, Target
-from streams.codec import header
-from streams.publisher import Publisher
-from streams.results import read_records, wait_for
-from streams.topics import ALL_TOPICS, ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
+from regen.agents.deadletter_fit import CUT_HEADER
+from regen.schemas.events import ImageGenerated, Target
+from regen.streams.codec import header
+from regen.streams.publisher import Publisher
+from regen.streams.results import read_records, wait_for
+from regen.streams.topics import ALL_TOPICS, ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
 from tests.integration.conftest import run
 from tests.integration.test_thumbnail_pipeline import import_event
 

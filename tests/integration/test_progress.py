@@ -21,7 +21,7 @@ def test_an_import_batch_reports_its_progress_failures_and_end(start_worker, cor
     worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{tmp_path}")
     variants = worker.settings.pregenerate_variants
 
-    imported = subprocess.run([sys.executable, "-m", "cli.main", "import", str(folder), "--batch", "trip",
+    imported = subprocess.run([sys.executable, "-m", "regen.cli.main", "import", str(folder), "--batch", "trip",
                                "--follow", "--json"], env=worker.env, capture_output=True, text=True, timeout=180)
     assert imported.returncode == 0, imported.stderr
     followed = orjson.loads(imported.stdout.splitlines()[-1])
@@ -40,7 +40,7 @@ def test_an_import_batch_reports_its_progress_failures_and_end(start_worker, cor
     assert {f["variant"] for f in batch["failures"]} == set(variants)
     assert all("cannot decode" in f["error"] for f in batch["failures"])
 
-    shown = subprocess.run([sys.executable, "-m", "cli.main", "status", "batch", "trip"], env=worker.env,
+    shown = subprocess.run([sys.executable, "-m", "regen.cli.main", "status", "batch", "trip"], env=worker.env,
                            capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0, shown.stderr
     assert f"{7 * len(variants)}/{7 * len(variants)} (100.0 %)" in shown.stdout and "failed" in shown.stdout

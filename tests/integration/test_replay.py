@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 
-from cli.importer import scan
-from schemas.events import ImageRequested, Target
-from streams.publisher import Publisher
-from streams.results import wait_for
+from regen.cli.importer import scan
+from regen.schemas.events import ImageRequested, Target
+from regen.streams.publisher import Publisher
+from regen.streams.results import wait_for
 from tests.integration.conftest import edit, eventually, run
 from tests.integration.test_failures import wait_for_job_status
 
@@ -25,7 +25,7 @@ async def publish_all(settings, bootstrap, events) -> None:
 
 
 def regen(worker, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=worker.env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "regen.cli.main", *args], env=worker.env, capture_output=True,
                           text=True, timeout=timeout)
 
 

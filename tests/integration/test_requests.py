@@ -11,14 +11,14 @@ from pathlib import Path
 
 import orjson
 
-from cli.importer import scan
-from schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target
-from schemas.jobs import RenderJob
-from streams.client import ImageClient
-from streams.codec import decode
-from streams.publisher import Publisher
-from streams.results import read_records, wait_for
-from streams.topics import IMAGES_RESULTS, RENDER_INTERACTIVE
+from regen.cli.importer import scan
+from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.schemas.jobs import RenderJob
+from regen.streams.client import ImageClient
+from regen.streams.codec import decode
+from regen.streams.publisher import Publisher
+from regen.streams.results import read_records, wait_for
+from regen.streams.topics import IMAGES_RESULTS, RENDER_INTERACTIVE
 from tests.integration.conftest import edit, eventually, run
 from tests.integration.test_failures import make_photos
 
@@ -156,7 +156,7 @@ def test_regen_get_prints_the_image_and_fails_clearly(start_worker, corpus):
     (asset,) = import_and_wait(worker, [corpus / "photos" / "Portrait_1.jpg"], corpus)
 
     def regen_get(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli.main", "get", *args], env=worker.env,
+        return subprocess.run([sys.executable, "-m", "regen.cli.main", "get", *args], env=worker.env,
                               capture_output=True, text=True, timeout=90)
 
     hit = regen_get("thumbnail", asset.asset_id, "--json")

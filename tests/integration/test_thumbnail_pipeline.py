@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 from PIL import Image
 
-from cli.importer import scan
-from schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested, Target
-from streams.codec import header
-from streams.publisher import Publisher
-from streams.results import read_records, wait_for
-from streams.topics import ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
+from regen.cli.importer import scan
+from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.streams.codec import header
+from regen.streams.publisher import Publisher
+from regen.streams.results import read_records, wait_for
+from regen.streams.topics import ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
 from tests.integration.conftest import eventually, run
 
 
@@ -41,7 +41,7 @@ def import_event(path: Path, corpus: Path, asset_id: str | None = None) -> Asset
 def test_importing_the_photos_yields_one_image_per_photo_and_variant(start_worker, settings, corpus, tmp_path):
     worker = start_worker()
     # The CLI importer, as a user runs it.
-    result = subprocess.run([sys.executable, "-m", "cli.main", "import", str(corpus / "photos"), "--batch", "b1",
+    result = subprocess.run([sys.executable, "-m", "regen.cli.main", "import", str(corpus / "photos"), "--batch", "b1",
                              "--json"], env=worker.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = [orjson.loads(line) for line in result.stdout.splitlines()]
@@ -73,7 +73,7 @@ def test_importing_the_photos_yields_one_image_per_photo_and_variant(start_worke
     body = eventually(all_completed)
     assert body, worker.get(f"/assets/{some}")
     assert body["variants"]["h400.jpg"]["output"]["sha256"] == seen[f"{some}/h400.jpg"].sha256
-    cli = subprocess.run([sys.executable, "-m", "cli.main", "status", "asset", some], env=worker.env,
+    cli = subprocess.run([sys.executable, "-m", "regen.cli.main", "status", "asset", some], env=worker.env,
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and "completed" in cli.stdout and "h400.webp" in cli.stdout
     status, body = worker.get("/assets/no-such-asset")
@@ -132,11 +132,11 @@ def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(start_wor
     assert "required property" in header(second.headers, "kafka_dlt-exception-message")
 
     # `regen deadletters` shows both, readably and as JSON lines.
-    listing = subprocess.run([sys.executable, "-m", "cli.main", "deadletters"], env=worker.env,
+    listing = subprocess.run([sys.executable, "-m", "regen.cli.main", "deadletters"], env=worker.env,
                              capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0, listing.stderr
     assert "2 dead letter(s)" in listing.stdout and "not valid JSON" in listing.stdout
-    as_json = subprocess.run([sys.executable, "-m", "cli.main", "deadletters", "--json", "--limit", "1"],
+    as_json = subprocess.run([sys.executable, "-m", "regen.cli.main", "deadletters", "--json", "--limit", "1"],
                              env=worker.env, capture_output=True, text=True, timeout=60)
     rows = [orjson.loads(line) for line in as_json.stdout.splitlines()]
     assert len(rows) == 1 and rows[0]["topic"] == topic_name(settings, ASSETS_IMPORTED)

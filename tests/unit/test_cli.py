@@ -13,7 +13,7 @@ def regen(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "regen.cli.main", *args], capture_output=True, text=True,
                           env=full_env, timeout=120)
 
 

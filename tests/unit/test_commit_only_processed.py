@@ -10,9 +10,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
-from streams.app import create_app
-from streams.consumer import CommitOnlyProcessedConsumer
-from streams.settings import Settings
+from regen.streams.app import create_app
+from regen.streams.consumer import CommitOnlyProcessedConsumer
+from regen.streams.settings import Settings
 
 TOPIC = "regen-test.assets.imported"
 PARTITION = TP(TOPIC, 0)
@@ -127,7 +127,7 @@ async def test_records_are_delivered_in_sequence_and_a_hole_is_fetched_again(app
 
 
 async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monkeypatch):
-    import streams.consumer as module
+    import regen.streams.consumer as module
 
     consumer = app.consumer
     clock = [1000.0]
@@ -147,8 +147,8 @@ async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monke
 
 
 def test_urgent_topics_are_delivered_first_and_each_partition_keeps_its_order(app):
-    from streams.settings import Settings
-    from streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
+    from regen.streams.settings import Settings
+    from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
 
     settings = Settings.from_env({})
     assert app.urgent_topics == {topic_name(settings, IMAGES_REQUESTED), topic_name(settings, RENDER_INTERACTIVE)}

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli.samples import write_video
-from imaging.composite import SpanOutOfRange, composite, lower_median, sample_frames
-from imaging.errors import CorruptImage, UnsupportedMedia
-from imaging.frames import read_frames
-from imaging.limits import Limits
-from imaging.render import CompositeTask, run_composite_task
+from regen.cli.samples import write_video
+from regen.imaging.composite import SpanOutOfRange, composite, lower_median, sample_frames
+from regen.imaging.errors import CorruptImage, UnsupportedMedia
+from regen.imaging.frames import read_frames
+from regen.imaging.limits import Limits
+from regen.imaging.render import CompositeTask, run_composite_task
 
 
 def reference(stack: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import hashlib
 
 import orjson
 
-from agents.deadletter_fit import CUT_HEADER, fit_letter, fit_letter_hard, message_size
+from regen.agents.deadletter_fit import CUT_HEADER, fit_letter, fit_letter_hard, message_size
 
 LIMIT = 1_000_000
 PROVENANCE = [("kafka_dlt-original-topic", b"t"), ("kafka_dlt-original-offset", b"7"),

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
-from schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from streams.codec import decode, encode
-from streams.exceptions import PoisonEvent
-from streams.topics import ALL_TOPICS
+from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.streams.codec import decode, encode
+from regen.streams.exceptions import PoisonEvent
+from regen.streams.topics import ALL_TOPICS
 
 SHA = "0f" * 32
 AT = "2026-11-21T10:00:00.000Z"

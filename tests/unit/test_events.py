@@ -8,10 +8,10 @@ from dataclasses import MISSING, fields
 import orjson
 import pytest
 
-from schemas.events import EVENT_TYPES, AssetImported, ImageRequested, Target
-from schemas.validation import schema_for
-from streams.codec import decode, encode, header
-from streams.exceptions import PoisonEvent
+from regen.schemas.events import EVENT_TYPES, AssetImported, ImageRequested, Target
+from regen.schemas.validation import schema_for
+from regen.streams.codec import decode, encode, header
+from regen.streams.exceptions import PoisonEvent
 
 SHA = "ab" * 32
 
@@ -78,7 +78,7 @@ def test_a_foreign_event_type_is_refused():
 def test_boundary_end_before_start_is_refused():
     body = {"annotation_id": "n1", "video_id": "v1", "start_frame": 10, "end_frame": 5, "revision": 1,
             "source": "v.mp4"}
-    from schemas.events import BoundaryChanged
+    from regen.schemas.events import BoundaryChanged
 
     with pytest.raises(PoisonEvent, match="before start_frame"):
         decode(orjson.dumps(body), [], (BoundaryChanged,))
@@ -94,7 +94,7 @@ def expected_keywords(hint) -> dict:
     """The JSON Schema keywords a field's annotation stands for."""
     import typing
 
-    from schemas.bounds import INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, Pattern, Range
+    from regen.schemas.bounds import INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, Pattern, Range
 
     marks = ()
     if typing.get_origin(hint) is typing.Annotated:

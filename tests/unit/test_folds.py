@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from projections import folds
-from projections.planning import plan_job
-from schemas.events import AssetImported, ImageFailed, ImageGenerated, Target
+from regen.projections import folds
+from regen.projections.planning import plan_job
+from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, Target
 
 SHA1, SHA2 = "a" * 64, "b" * 64
 AT = "2026-11-21T10:00:00Z"
@@ -86,8 +86,8 @@ def test_failure_is_recorded_with_reason():
 
 # --- annotations ------------------------------------------------------------
 
-from projections.state import VideoState  # noqa: E402
-from schemas.events import BoundaryChanged  # noqa: E402
+from regen.projections.state import VideoState  # noqa: E402
+from regen.schemas.events import BoundaryChanged  # noqa: E402
 
 
 def edit(revision, start=0, end=10, video="v1") -> BoundaryChanged:
@@ -137,15 +137,15 @@ def test_dirty_flags_flip_and_fold_into_an_exact_pending_set():
 
 def test_a_late_clean_flag_does_not_hide_a_newer_edit():
     video = VideoState(video_id="v1", dirty={"n1": 6})
-    from schemas.jobs import DirtyFlag
+    from regen.schemas.jobs import DirtyFlag
 
     late_clean = DirtyFlag(video_id="v1", annotation_id="n1", revision=5, dirty=False, at=AT)
     assert folds.video_flagged(video, late_clean).pending == 1
 
 
 def test_a_video_tracks_each_annotation_current_waiting_or_failed_with_a_rate():
-    from projections.progress import video_view
-    from schemas.events import ImageFailed, Target
+    from regen.projections.progress import video_view
+    from regen.schemas.events import ImageFailed, Target
 
     video, states = None, {}
     for annotation_id in ("n1", "n2", "n3"):
@@ -192,8 +192,8 @@ def test_retrying_then_completed():
 
 
 def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
-    from projections.replay import ReplayItem, replay_items
-    from schemas.events import AssetImported, BoundaryChanged, Target
+    from regen.projections.replay import ReplayItem, replay_items
+    from regen.schemas.events import AssetImported, BoundaryChanged, Target
 
     def imported(asset_id: str, sha: str) -> AssetImported:
         return AssetImported(asset_id=asset_id, uri=f"{asset_id}.jpg", media_type="image", sha256=sha * 64,

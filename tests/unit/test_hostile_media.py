@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from cli.samples import write_video
-from imaging.errors import (CorruptImage, ImagingError, NotARegularFile, PathOutsideRoots, ResourceLimit,
+from regen.cli.samples import write_video
+from regen.imaging.errors import (CorruptImage, ImagingError, NotARegularFile, PathOutsideRoots, ResourceLimit,
                             SourceTooLarge)
-from imaging.limits import Limits
-from imaging.render import CompositeTask, ThumbnailTask, run_composite_task, run_thumbnail_task
-from imaging.thumbnails import thumbnail_image
-from imaging.variants import parse_variant
-from imaging.video import UnsupportedContainer
+from regen.imaging.limits import Limits
+from regen.imaging.render import CompositeTask, ThumbnailTask, run_composite_task, run_thumbnail_task
+from regen.imaging.thumbnails import thumbnail_image
+from regen.imaging.variants import parse_variant
+from regen.imaging.video import UnsupportedContainer
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from streams import local_broker
-from streams.connection import connection_failure, faust_credentials, kafka_security
-from streams.exceptions import BrokerError, ConfigError
-from streams.settings import Settings
+from regen.streams import local_broker
+from regen.streams.connection import connection_failure, faust_credentials, kafka_security
+from regen.streams.exceptions import BrokerError, ConfigError
+from regen.streams.settings import Settings
 
 SASL = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "regen",
         "KAFKA_SASL_PASSWORD": "pa55-word"}
@@ -103,7 +103,7 @@ def test_the_sasl_password_never_shows():
     settings = Settings.from_env(SASL)
     assert "pa55-word" not in repr(settings) and "pa55-word" not in str(settings.describe())
     assert ("kafka_sasl_password", "KAFKA_SASL_PASSWORD", "********") in settings.describe()
-    result = subprocess.run([sys.executable, "-m", "cli.main", "config"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "regen.cli.main", "config"], capture_output=True, text=True,
                             env={**os.environ, **SASL}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "KAFKA_SASL_PASSWORD" in result.stdout and "********" in result.stdout
@@ -145,7 +145,7 @@ def test_a_worker_on_the_network_without_a_token_exits_1_before_connecting(tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REGEN_"))}
     env.update(REGEN_WEB_HOST="0.0.0.0", REGEN_STATE_DIR=str(tmp_path / "state"))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "cli.main", "worker"], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, "-m", "regen.cli.main", "worker"], capture_output=True, text=True, env=env,
                             timeout=60)
     assert result.returncode == 1
     assert "REGEN_WEB_HOST='0.0.0.0'" in result.stderr and "REGEN_WEB_TOKEN" in result.stderr

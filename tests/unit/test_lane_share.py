@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.lane_share import LaneShare
+from regen.agents.lane_share import LaneShare
 
 
 def grants(share: LaneShare, n: int, interactive: bool = True, background: bool = True) -> list[str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from projections.progress import BatchState, BatchTracker, batch_shard_reported, batch_view
-from projections.state import AssetState
+from regen.projections.progress import BatchState, BatchTracker, batch_shard_reported, batch_view
+from regen.projections.state import AssetState
 
 VARIANTS = ("h400.jpg", "h400.webp")
 
@@ -77,7 +77,7 @@ def test_a_stalled_batch_has_no_rate_and_no_made_up_eta():
 
 
 def test_activity_counts_events_per_second_and_keeps_the_latest_items():
-    from projections.activity import Activity
+    from regen.projections.activity import Activity
 
     activity = Activity()
     for t in (100.1, 100.5, 101.2, 103.9):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from agents.render_pool import RenderPool, TaskFailed, TaskTimedOut, WorkerDied
-from imaging.errors import CorruptImage, SourceMissing
+from regen.agents.render_pool import RenderPool, TaskFailed, TaskTimedOut, WorkerDied
+from regen.imaging.errors import CorruptImage, SourceMissing
 
 
 def _double(x: int) -> int:
@@ -132,7 +132,7 @@ def _bug(_: object) -> None:
 
 
 async def test_the_memory_cap_fails_a_bomb_permanently_and_keeps_the_process():
-    from agents.render_pool import MemoryCap
+    from regen.agents.render_pool import MemoryCap
 
     pool = RenderPool(1, timeout=20.0, initializer=MemoryCap(512))
     await pool.start()

@@ -9,8 +9,8 @@ import pytest
 from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError,
                              NotLeaderForPartitionError, TopicAuthorizationFailedError)
 
-from agents import context
-from agents.context import WorkerContext, worth_retrying
+from regen.agents import context
+from regen.agents.context import WorkerContext, worth_retrying
 
 
 @pytest.mark.parametrize("error, retry", [

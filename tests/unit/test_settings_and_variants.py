@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from imaging.errors import InvalidVariant
-from imaging.variants import parse_variant
-from streams.exceptions import ConfigError
-from streams.settings import ENVIRONMENT, Settings
+from regen.imaging.errors import InvalidVariant
+from regen.imaging.variants import parse_variant
+from regen.streams.exceptions import ConfigError
+from regen.streams.settings import ENVIRONMENT, Settings
 
 
 def test_defaults_are_valid():

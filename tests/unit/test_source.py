@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imaging import source as source_module
-from imaging.errors import NotARegularFile, PathOutsideRoots, SourceChanged, SourceMissing, SourceTooLarge
-from imaging.limits import Limits
-from imaging.paths import relative_uri
-from imaging.source import OpenFile, OpenFolder, open_source
+from regen.imaging import source as source_module
+from regen.imaging.errors import NotARegularFile, PathOutsideRoots, SourceChanged, SourceMissing, SourceTooLarge
+from regen.imaging.limits import Limits
+from regen.imaging.paths import relative_uri
+from regen.imaging.source import OpenFile, OpenFolder, open_source
 
 LIMITS = Limits()
 

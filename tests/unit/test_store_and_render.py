@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imaging.errors import SourceChanged
-from imaging.render import ThumbnailTask, run_thumbnail_task
-from imaging.store import sha256_file, thumbnail_path, write_atomically
+from regen.imaging.errors import SourceChanged
+from regen.imaging.render import ThumbnailTask, run_thumbnail_task
+from regen.imaging.store import sha256_file, thumbnail_path, write_atomically
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path: Path):
@@ -64,7 +64,7 @@ def test_an_output_check_stays_in_the_store_and_reads_no_more_than_recorded(tmp_
     import hashlib
     import os
 
-    from imaging.store import output_problem
+    from regen.imaging.store import output_problem
 
     store = tmp_path / "store"
     (store / "thumbnails").mkdir(parents=True)

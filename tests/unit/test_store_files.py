@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.store_files import (MAX_URI_CHARS, StoreFileMissing, StoreFileRefused, StoreFileTooLarge,
+from regen.imaging.store_files import (MAX_URI_CHARS, StoreFileMissing, StoreFileRefused, StoreFileTooLarge,
                                  read_store_file)
 
 CAP = 1024

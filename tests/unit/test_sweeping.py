@@ -1,5 +1,5 @@
-from projections.state import JobState, VideoState
-from projections.sweeping import stuck_jobs, videos_over
+from regen.projections.state import JobState, VideoState
+from regen.projections.sweeping import stuck_jobs, videos_over
 
 
 def job(status: str, started: str | None) -> JobState:

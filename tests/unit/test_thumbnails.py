@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imaging.errors import CorruptImage, ImagingError, SourceTooLarge
-from imaging.limits import Limits
-from imaging.thumbnails import render_thumbnail, thumbnail_image
-from imaging.variants import parse_variant
+from regen.imaging.errors import CorruptImage, ImagingError, SourceTooLarge
+from regen.imaging.limits import Limits
+from regen.imaging.thumbnails import render_thumbnail, thumbnail_image
+from regen.imaging.variants import parse_variant
 
 H400 = parse_variant("h400.jpg")
 LIMITS = Limits()
@@ -139,7 +139,7 @@ def test_file_size_limit_is_enforced(corpus: Path):
 
 
 def test_video_first_frame(tmp_path: Path):
-    from cli.samples import write_video
+    from regen.cli.samples import write_video
 
     clip = write_video(tmp_path / "clip.mp4", frames=6, size=(320, 240))
     out = render_thumbnail(clip, parse_variant("h200.jpg"), LIMITS)

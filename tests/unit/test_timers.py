@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.metrics import Metrics
-from agents.timers import run_guarded
-from projections.throttled_log import ThrottledLog
+from regen.agents.metrics import Metrics
+from regen.agents.timers import run_guarded
+from regen.projections.throttled_log import ThrottledLog
 
 
 def test_a_failing_tick_is_counted_and_does_not_raise(caplog):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from projections.state import JobState
-from schemas.events import BoundaryChanged, ImageFailed, ImageGenerated, Target
-from schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from streams.codec import decode, encode
-from streams.exceptions import PoisonEvent
+from regen.projections.state import JobState
+from regen.schemas.events import BoundaryChanged, ImageFailed, ImageGenerated, Target
+from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.streams.codec import decode, encode
+from regen.streams.exceptions import PoisonEvent
 
 SHA = "ab" * 32
 
