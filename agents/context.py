@@ -8,16 +8,16 @@ import contextlib
 import contextvars
 import logging
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import faust
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from regen.agents.metrics import Metrics
 from regen.agents.render_pool import RenderPool
+from regen.kinds.base import Kind
 from regen.projections.activity import Activity
 from regen.projections.progress import BatchTracker
-from regen.projections.state import AssetState
 from regen.projections.tables import Tables
 from regen.schemas.events import Event
 from regen.streams.codec import encode
@@ -44,8 +44,8 @@ class WorkerContext:
     pool: RenderPool
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
     source: str = "regen/worker"
-    # annotation_id -> (wanted revision, monotonic time of its last edit)
-    idle_candidates: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # (kind, target id) -> (wanted revision, monotonic time of its last change)
+    idle_candidates: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     candidates_loaded: bool = False
     resent: dict[str, float] = field(default_factory=dict)  # job_id -> when the sweeper sent it again
     warned_videos: set[str] = field(default_factory=set)
@@ -62,17 +62,20 @@ class WorkerContext:
                 await self.pool.start()
                 self._pool_running = True
 
-    def put_asset(self, asset: AssetState) -> None:
-        """Write an asset (under the event being handled) and let batch
-        progress know. Its partition is the event's: every event about an
-        asset is keyed by its id."""
-        event = faust.current_event()
-        partition = event.message.partition if event is not None else asset.partition
-        if partition != asset.partition and partition >= 0:
-            asset = asset.evolve(partition=partition)
-        self.tables.assets[asset.asset_id] = asset.to_dict()
+    def put_state(self, kind: Kind, target_id: str, state: Any) -> None:
+        """Write a target's state into its kind's table (under the event being
+        handled, so the changelog record lands in the target's partition)
+        and let batch progress know. A state that records its partition
+        (imports are reported per partition) gets the event's: every event
+        about a target is keyed by its id."""
+        partition = getattr(state, "partition", None)
+        if partition is not None:
+            event = faust.current_event()
+            if event is not None and event.message.partition >= 0 and event.message.partition != partition:
+                state = state.evolve(partition=event.message.partition)
+        self.tables.of(kind.table)[target_id] = state.to_dict()
         if self.batches is not None:
-            self.batches.observe(asset, asset.partition)
+            self.batches.observe(state)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         name = topic_name(self.settings, spec)

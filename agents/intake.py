@@ -1,28 +1,33 @@
 """Intake: fold source events into projections and decide what to render.
 
-AssetImported -> assets table, background jobs for the pre-generated variants.
-ImageRequested -> an answer at once from a finished job (its intact image, a
-cache hit, or its failure), a join onto the job in flight, or an interactive
-job for the target's current revision.
+A source event (AssetImported, BoundaryChanged, ...) -> the state of every
+target it changes, in its kind's table; for kinds rendered "at once", jobs
+for their standing variants; for kinds rendered "when idle", a note for the
+idle scheduler (agents/idle.py). ImageRequested -> an answer at once from a
+finished job (its intact image, a cache hit, or its failure), a join onto
+the job in flight, or an interactive job for the target's current revision.
 """
 
 from __future__ import annotations
 
 import asyncio
-
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from regen.agents.context import WorkerContext
 from regen.agents.handling import register_event_agent
+from regen.kinds import KINDS, kinds_following
+from regen.kinds.base import Kind
 from regen.projections import folds
-from regen.projections.planning import cached_output, plan_composite, plan_job, stored_outcome
-from regen.projections.state import AnnotationState, AssetState, JobState
-from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested
+from regen.projections.planning import cached_output, stored_outcome
+from regen.projections.state import JobState
+from regen.schemas.events import Event, ImageFailed, ImageGenerated, ImageRequested
 from regen.schemas.jobs import RenderJob
 from regen.streams.codec import now_iso
-from regen.streams.topics import ASSETS_IMPORTED, IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
+from regen.streams.topics import (IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE,
+                                  TOPIC_FOR_EVENT)
 
 log = logging.getLogger(__name__)
 
@@ -32,30 +37,55 @@ INTAKE_BATCH = 200
 
 
 def register_intake(ctx: WorkerContext) -> None:
-    register_event_agent(ctx, ASSETS_IMPORTED, "asset-intake", on_asset_imported, batch=INTAKE_BATCH)
+    source_topics = {TOPIC_FOR_EVENT[event_type] for kind in KINDS.values() for event_type in kind.source_events}
+    for spec in sorted(source_topics, key=lambda s: s.suffix):
+        register_event_agent(ctx, spec, f"intake-{spec.suffix.replace('.', '-')}", on_source_event,
+                             batch=INTAKE_BATCH)
     register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested, batch=INTAKE_BATCH)
 
 
-async def on_asset_imported(ctx: WorkerContext, event: AssetImported) -> None:
+async def on_source_event(ctx: WorkerContext, event: Event) -> None:
+    for kind in kinds_following(event):
+        await _fold_source(ctx, kind, event)
+
+
+async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
     at = now_iso()
-    assets, jobs = ctx.tables.assets, ctx.tables.jobs
-    asset = folds.asset_imported(AssetState.from_dict(assets.get(event.asset_id)), event)
-    to_send: list[RenderJob] = []
-    for variant in ctx.settings.pregenerate_variants:
-        job = plan_job(asset, variant, "background", at)
-        current = JobState.from_dict(jobs.get(job.job_id))
+    target_id = kind.source_key(event)
+    before = kind.read(ctx.tables.of(kind.table).get(target_id))
+    after = kind.fold_source(before, event, at)
+    if kind.schedule == "when idle":
+        if after is before:
+            log.debug("%s %s: %s changes nothing (not newer)", kind.noun, target_id, type(event).__name__)
+            return
+        ctx.put_state(kind, target_id, after)
+        if kind.needs_render(after):
+            ctx.idle_candidates[(kind.name, target_id)] = (kind.revision(after), time.monotonic())
+    else:
+        # Even an unchanged state (a redelivered event) goes through the
+        # jobs: one still pending is sent again, since a crash between the
+        # table write and the send is what this redelivery recovers from.
+        after, jobs = _queue_standing(ctx, kind, after, at)
+        ctx.put_state(kind, target_id, after)
+        for job in jobs:
+            await ctx.emit(RENDER_BACKGROUND, job)
+        log.info("%s %s revision %d: %d %s job(s) queued", kind.noun, target_id, kind.revision(after),
+                 len(jobs), kind.name)
+    for announcement in kind.announcements(before, after):
+        await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+
+
+def _queue_standing(ctx: WorkerContext, kind: Kind, state, at: str) -> tuple[object, list[RenderJob]]:
+    jobs: list[RenderJob] = []
+    for variant in kind.standing_variants(ctx.settings):
+        job = kind.plan(state, variant, "background", at)
+        current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
         if current is not None and current.terminal:
-            continue  # a redelivered import: this revision was rendered already
-        # A job still pending is sent again: after a crash between the table
-        # write and the send, this redelivery is what gets it to the renderer.
-        jobs[job.job_id] = folds.job_queued(current, job, at).to_dict()
-        asset = folds.asset_variant_queued(asset, job, at)
-        to_send.append(job)
-    ctx.put_asset(asset)
-    for job in to_send:
-        await ctx.emit(RENDER_BACKGROUND, job)
-    log.info("asset %s (%s) revision %d: %d thumbnail job(s) queued", event.asset_id, event.uri,
-             asset.revision, len(to_send))
+            continue  # a redelivered event: this revision was rendered already
+        ctx.tables.jobs[job.job_id] = folds.job_queued(current, job, at).to_dict()
+        state = kind.queued(state, job, at)
+        jobs.append(job)
+    return state, jobs
 
 
 async def on_image_requested(ctx: WorkerContext, event: ImageRequested, rechecks: int = 2) -> None:
@@ -71,11 +101,15 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested, rechecks
     if event.variant not in ctx.settings.variants:
         return await refuse("unknown_variant", f"variant {event.variant!r} is not configured "
                                                f"(configured: {', '.join(ctx.settings.variants)})")
-    job = _plan_requested(ctx, event, at)
-    if job is None:
-        noun = "asset" if target.kind == "thumbnail" else "annotation"
-        verb = "imported" if target.kind == "thumbnail" else "announced by a BoundaryChanged event"
-        return await refuse("unknown_target", f"{noun} {target.id!r} has never been {verb}")
+    kind = KINDS.get(target.kind)
+    state = kind.read(ctx.tables.of(kind.table).get(target.id)) if kind is not None else None
+    if kind is None or state is None:
+        what = f"{kind.noun} {target.id!r} {kind.never_known}" if kind is not None else \
+            f"no kind of image is named {target.kind!r} (known: {', '.join(KINDS)})"
+        return await refuse("unknown_target", what)
+    # The current revision (a dirty annotation's wanted one: a request does
+    # not wait for the idle delay).
+    job = kind.plan(state, event.variant, event.priority, at, request_ids=(event.request_id,), force=event.force)
 
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
     if not event.force and current is not None and current.terminal:
@@ -94,22 +128,8 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested, rechecks
     if joins and not event.force:
         log.info("request %s joins job %s (%s)", event.request_id, job.job_id, current.status)
         return  # the job in flight names this request_id when it completes
-    if target.kind == "thumbnail":
-        asset = AssetState.from_dict(ctx.tables.assets.get(target.id))
-        ctx.put_asset(folds.asset_variant_queued(asset, job, at))
+    ctx.put_state(kind, target.id, kind.queued(state, job, at))
     await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
-
-
-def _plan_requested(ctx: WorkerContext, event: ImageRequested, at: str) -> RenderJob | None:
-    """The job for the target's current revision (a dirty annotation's wanted
-    one: a request does not wait for the idle delay), or None if unknown."""
-    ids, force, lane = (event.request_id,), event.force, event.priority
-    if event.target.kind == "thumbnail":
-        asset = AssetState.from_dict(ctx.tables.assets.get(event.target.id))
-        return None if asset is None else plan_job(asset, event.variant, lane, at, request_ids=ids, force=force)
-    annotation = AnnotationState.from_dict(ctx.tables.annotations.get(event.target.id))
-    return None if annotation is None else plan_composite(annotation, event.variant, lane, at,
-                                                          request_ids=ids, force=force)
 
 
 async def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequested, at: str):

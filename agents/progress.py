@@ -38,7 +38,7 @@ def register_progress(ctx: WorkerContext) -> None:
             for value in ctx.tables.assets.values():
                 asset = AssetState.from_dict(value)
                 if asset is not None and asset.partition in partitions - owned["partitions"]:
-                    ctx.batches.observe(asset, asset.partition)
+                    ctx.batches.observe(asset)
             owned["partitions"] = partitions
         for shard in ctx.batches.take_changed(time.time()):
             await ctx.emit(BATCH_PROGRESS, shard)

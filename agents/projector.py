@@ -1,4 +1,4 @@
-"""Projector: folds completions back into the jobs and assets tables."""
+"""Projector: folds completions back into the jobs table and their targets' state."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 from regen.agents.context import WorkerContext
 from regen.agents.handling import register_event_agent
 from regen.projections import folds
-from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.kinds import KINDS
+from regen.projections.state import JobState
 from regen.schemas.events import ImageFailed, ImageGenerated
-from regen.streams.topics import ANNOTATIONS_DIRTY, IMAGES_RESULTS
+from regen.streams.topics import IMAGES_RESULTS, TOPIC_FOR_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +22,30 @@ def register_projector(ctx: WorkerContext) -> None:
 async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
     if not event.job_id:
         return  # a refused request (unknown target or variant): no job to fold
-    jobs, assets = ctx.tables.jobs, ctx.tables.assets
+    jobs = ctx.tables.jobs
     job = JobState.from_dict(jobs.get(event.job_id))
-    if event.target.kind == "composite":
-        await _fold_composite(ctx, event)
-    asset = AssetState.from_dict(assets.get(event.target.id)) if event.target.kind == "thumbnail" else None
     folded = (folds.job_generated if isinstance(event, ImageGenerated) else folds.job_failed)(job, event)
     if folded != job:  # the render agent has usually folded it already
         jobs[event.job_id] = folded.to_dict()
-    if asset is not None:
-        fold_asset = folds.asset_image_generated if isinstance(event, ImageGenerated) else folds.asset_image_failed
-        after = fold_asset(asset, event)
-        if after != asset:
-            ctx.put_asset(after)
+    await _fold_into_target(ctx, event)
     _note_activity(ctx, event)
     if isinstance(event, ImageGenerated) and not event.cache_hit:
         log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
                  event.width, event.height, event.render_ms)
+
+
+async def _fold_into_target(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
+    """The completion into its target's state, and what that change announces."""
+    kind = KINDS[event.target.kind]
+    before = kind.read(ctx.tables.of(kind.table).get(event.target.id))
+    if before is None:
+        return
+    after = kind.completed(before, event)
+    if after == before:
+        return
+    ctx.put_state(kind, event.target.id, after)
+    for announcement in kind.announcements(before, after):
+        await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
 
 
 def _note_activity(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
@@ -46,22 +54,3 @@ def _note_activity(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> N
     elif not event.cache_hit:
         ctx.activity.generated(str(event.target), event.variant, event.uri, event.width, event.height,
                                event.generated_at)
-
-
-async def _fold_composite(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
-    table = ctx.tables.annotations
-    before = AnnotationState.from_dict(table.get(event.target.id))
-    if before is None:
-        return
-    if isinstance(event, ImageGenerated):
-        after = folds.annotation_rendered(before, event)
-    else:
-        after = folds.annotation_failed(before, event)
-    if after is before:
-        return
-    table[event.target.id] = after.to_dict()
-    flag = folds.dirty_flag_changed(before, after)
-    if flag is not None:
-        await ctx.emit(ANNOTATIONS_DIRTY, flag)
-    if isinstance(event, ImageGenerated) and not after.dirty:
-        log.info("annotation %s composite current at revision %d (%s)", event.target.id, event.revision, event.uri)

@@ -33,11 +33,11 @@ from regen.agents.deadletter import send_to_deadletter
 from regen.agents.faults import HangIf, SwapAfterOpen
 from regen.agents.handling import as_current_event, register_event_agent
 from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
-from regen.imaging.render import (CompositeOutcome, CompositeTask, RenderOutcome, ThumbnailTask,
-                            run_composite_task, run_thumbnail_task)
+from regen.imaging.render import RenderOutcome
+from regen.kinds import KINDS
 from regen.projections import folds
 from regen.projections.planning import stored_outcome
-from regen.projections.state import AnnotationState, AssetState, JobState
+from regen.projections.state import JobState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated
 from regen.schemas.jobs import RenderJob
 from regen.streams.codec import decode, now_iso
@@ -188,36 +188,17 @@ def _start(ctx: WorkerContext, job: RenderJob) -> str | Event | None:
         log.info("job %s superseded by a newer revision: not rendered", job.job_id)
         return None
     ctx.tables.jobs[job.job_id] = folds.job_started(current, job, at).to_dict()
-    if job.target.kind == "thumbnail":
-        asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
-        if asset is not None:
-            ctx.put_asset(folds.asset_variant_running(asset, job, at))
+    kind = KINDS[job.target.kind]
+    state = kind.read(ctx.tables.of(kind.table).get(job.target.id))
+    if state is not None:
+        ctx.put_state(kind, job.target.id, kind.running(state, job, at))
     return "render"
 
 
 def _superseded(ctx: WorkerContext, job: RenderJob) -> bool:
     """A job whose revision is older than the one wanted now is never rendered."""
-    if job.target.kind == "composite":
-        annotation = AnnotationState.from_dict(ctx.tables.annotations.get(job.target.id))
-        return annotation is not None and annotation.wanted_revision > job.revision
-    asset = AssetState.from_dict(ctx.tables.assets.get(job.target.id))
-    return asset is not None and asset.revision > job.revision
-
-
-def _task_for(ctx: WorkerContext, job: RenderJob):
-    """The picklable task and the function a render process runs for it."""
-    settings = ctx.settings
-    limits = settings.limits()
-    if job.target.kind == "composite":
-        return run_composite_task, CompositeTask(
-            source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,
-            crop=tuple(job.crop) if job.crop else None, variant=job.variant, media_roots=settings.media_roots,
-            image_store=Path(settings.image_store), limits=limits, max_frames=settings.composite_max_frames,
-            force=job.force)
-    return run_thumbnail_task, ThumbnailTask(
-        source_uri=job.source_uri, source_sha256=job.source_sha256, variant=job.variant,
-        media_roots=settings.media_roots, image_store=Path(settings.image_store), limits=limits,
-        force=job.force, media_type=job.media_type)
+    kind = KINDS[job.target.kind]
+    return kind.superseded(kind.read(ctx.tables.of(kind.table).get(job.target.id)), job)
 
 
 @dataclass(frozen=True)
@@ -231,7 +212,7 @@ class Retry:
 
 async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]) -> Event | Retry:
     settings = ctx.settings
-    fn, task = _task_for(ctx, job)
+    fn, task = KINDS[job.target.kind].render_call(job, settings)
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
     if settings.fault_swap_to:
@@ -285,7 +266,7 @@ def _generated(ctx: WorkerContext, job: RenderJob, outcome: RenderOutcome, attem
         uri=outcome.path.relative_to(Path(ctx.settings.image_store)).as_posix(), sha256=outcome.sha256,
         width=outcome.width, height=outcome.height, bytes=outcome.bytes, render_ms=round(outcome.render_ms, 2),
         attempts=attempt, cache_hit=outcome.cache_hit, generated_at=now_iso(),
-        frames_used=tuple(outcome.frames) if isinstance(outcome, CompositeOutcome) else None,
+        frames_used=tuple(frames) if (frames := getattr(outcome, "frames", None)) else None,
     )
 
 

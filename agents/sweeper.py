@@ -15,8 +15,8 @@ import time
 
 from regen.agents.context import WorkerContext
 from regen.agents.timers import guarded_timer
-from regen.projections.planning import plan_composite, plan_job
-from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.kinds import KINDS
+from regen.projections.state import JobState, VideoState
 from regen.projections.sweeping import stuck_jobs, videos_over
 from regen.streams.codec import now_iso
 from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
@@ -61,14 +61,9 @@ async def sweep(ctx: WorkerContext) -> None:
 
 def _rebuild(ctx: WorkerContext, job: JobState):
     """The same job (same id, revision and lane) from the current projections."""
-    at = now_iso()
-    lane = "interactive" if job.lane == "interactive" else "background"
-    if job.target_kind == "composite":
-        annotation = AnnotationState.from_dict(ctx.tables.annotations.get(job.target_id))
-        if annotation is None or annotation.wanted_revision != job.revision:
-            return None
-        return plan_composite(annotation, job.variant, lane, at, request_ids=job.request_ids)
-    asset = AssetState.from_dict(ctx.tables.assets.get(job.target_id))
-    if asset is None or asset.revision != job.revision:
+    kind = KINDS.get(job.target_kind)
+    state = kind.read(ctx.tables.of(kind.table).get(job.target_id)) if kind is not None else None
+    if state is None or kind.revision(state) != job.revision:
         return None
-    return plan_job(asset, job.variant, lane, at, request_ids=job.request_ids)
+    lane = "interactive" if job.lane == "interactive" else "background"
+    return kind.plan(state, job.variant, lane, now_iso(), request_ids=job.request_ids)

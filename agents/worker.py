@@ -9,14 +9,15 @@ import time
 
 import faust
 
-from regen.agents.annotations import register_annotations
 from regen.agents.context import WorkerContext
+from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
 from regen.agents.render import register_render
 from regen.agents.render_pool import MemoryCap, RenderPool
 from regen.agents.sweeper import register_sweeper
+from regen.agents.videos import register_videos
 from regen.projections.tables import create_tables
 from regen.projections.views import register_views
 from regen.streams.admin import cluster_id, ensure_topics
@@ -38,7 +39,8 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_intake(ctx)
     register_render(ctx)
     register_projector(ctx)
-    register_annotations(ctx)
+    register_idle_scheduler(ctx)
+    register_videos(ctx)
     register_sweeper(ctx)
     register_progress(ctx)
     started = time.time()

@@ -21,6 +21,8 @@ import orjson
 
 from regen.cli import format as fmt
 from regen.imaging.errors import ImagingError
+from regen.kinds import KINDS
+from regen.kinds.base import Kind
 from regen.schemas.exceptions import SchemaError
 from regen.streams.exceptions import RegenError
 from regen.streams.settings import ENVIRONMENT, Settings
@@ -188,17 +190,18 @@ def deadletters(limit: int, as_json: bool) -> None:
 # --- on demand ---------------------------------------------------------------------
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["thumbnail", "composite"]))
-@click.argument("target_id", metavar="ASSET_ID|ANNOTATION_ID")
-@click.option("--variant", help="Variant name like h400.webp [default: the first pre-generated variant "
-                                "for thumbnails, REGEN_COMPOSITE_VARIANT for composites].")
+@click.argument("kind", type=click.Choice(list(KINDS)))
+@click.argument("target_id", metavar="ID")
+@click.option("--variant", help="Variant name like h400.webp [default: the kind's first standing variant: "
+                                "the first pre-generated one for thumbnails, REGEN_COMPOSITE_VARIANT for "
+                                "composites].")
 @click.option("--wait", "wait_s", type=float, default=30.0, show_default=True,
               help="Seconds to wait for the image before giving up.")
 @click.option("--force", is_flag=True, help="Render again even if an intact image is in the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line instead of text.")
 def get(kind: str, target_id: str, variant: str | None, wait_s: float, force: bool, as_json: bool) -> None:
-    """Request an image now and wait for it: a thumbnail of ASSET_ID or the
-    median composite of ANNOTATION_ID.
+    """Request an image of kind KIND now and wait for it: a thumbnail of an
+    asset ID, the median composite of an annotation ID, ...
 
     Served from the store when the image is current and intact (a cache hit),
     otherwise rendered ahead of background work. Prints the output path,
@@ -358,50 +361,31 @@ def render() -> None:
     """Render offline with the worker's imaging code (no Kafka), for debugging."""
 
 
-@render.command("thumbnail")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--variant", default="h400.jpg", show_default=True, help="A variant name like h400.webp.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def render_thumbnail_cmd(file: Path, variant: str, output: Path) -> None:
-    """Render a thumbnail of FILE into OUTPUT."""
-    from regen.imaging.render import ThumbnailTask, run_thumbnail_task
+def _offline_command(kind: Kind) -> click.Command:
+    """`regen render KIND SOURCE -o OUTPUT`, with the kind's own options."""
 
-    settings = _settings()
-    real = file.resolve()
-    _render_offline(run_thumbnail_task, lambda store: ThumbnailTask(
-        source_uri=real.name, source_sha256="", variant=variant, media_roots=(real.parent,),
-        image_store=store, limits=settings.limits(), force=True), output)
+    def run(source: Path, variant: str | None, output: Path, **options) -> None:
+        settings = _settings()
+        real = source.resolve()
+        chosen = variant or (kind.standing_variants(settings) or settings.variants)[0]
+        _render_offline(lambda store: kind.offline_call(real, store, chosen, settings, options), output)
 
-
-@render.command("composite")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--start", "start_frame", type=int, required=True, help="First frame (0-based, inclusive).")
-@click.option("--end", "end_frame", type=int, required=True, help="Last frame (inclusive).")
-@click.option("--crop", help="x,y,w,h box to keep.")
-@click.option("--variant", default="full.png", show_default=True)
-@click.option("--max-frames", type=int, help="Sample long spans down to this many frames [env REGEN_COMPOSITE_MAX_FRAMES].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def render_composite_cmd(source: Path, start_frame: int, end_frame: int, crop: str | None, variant: str,
-                         max_frames: int | None, output: Path) -> None:
-    """Render the median composite of SOURCE (a video or a folder of numbered frames)."""
-    from regen.imaging.render import CompositeTask, run_composite_task
-
-    settings = _settings()
-    box = None
-    if crop:
-        try:
-            box = tuple(int(v) for v in crop.split(","))
-            assert len(box) == 4
-        except (ValueError, AssertionError):
-            raise click.BadParameter(f"{crop!r} is not x,y,w,h", param_hint="--crop") from None
-    real = source.resolve()
-    _render_offline(run_composite_task, lambda store: CompositeTask(
-        source_uri=real.name, start_frame=start_frame, end_frame=end_frame, crop=box, variant=variant,
-        media_roots=(real.parent,), image_store=store, limits=settings.limits(),
-        max_frames=max_frames or settings.composite_max_frames, force=True), output)
+    params = [
+        click.Argument(["source"], type=click.Path(exists=True, path_type=Path)),
+        click.Option(["--variant"], help="A variant name like h400.webp [default: the kind's first standing variant]."),
+        click.Option(["-o", "--output"], type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="Where to write the image."),
+        *(click.Option([o.name], type=o.type, required=o.required, default=o.default, help=o.help)
+          for o in kind.offline_options),
+    ]
+    return click.Command(kind.name, callback=run, params=params, help=kind.offline_help)
 
 
-def _render_offline(run, task_for, output: Path) -> None:
+for _kind in KINDS.values():
+    render.add_command(_offline_command(_kind))
+
+
+def _render_offline(call, output: Path) -> None:
     """Run exactly the task function a worker's render process runs, with a
     scratch image store and the source's folder as the only media root, and
     copy its output to OUTPUT."""
@@ -410,7 +394,11 @@ def _render_offline(run, task_for, output: Path) -> None:
     from regen.imaging.store import write_atomically
 
     with tempfile.TemporaryDirectory(prefix="regen-render-") as store:
-        outcome = run(task_for(Path(store)))
+        try:
+            fn, task = call(Path(store))
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        outcome = fn(task)
         write_atomically(output, outcome.path.read_bytes())
     used = ""
     if getattr(outcome, "frames", None):

@@ -3,7 +3,6 @@ ask for them again (background requests; the worker renders them)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,12 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from regen.cli.kind_tables import read_kind_tables
 from regen.imaging.store import output_problem
 from regen.projections.repair import Damage, find_damage
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.streams.client import ImageClient
 from regen.streams.connection import bootstrap_servers
-from regen.streams.results import read_table
 from regen.streams.settings import Settings
 
 
@@ -59,11 +58,10 @@ class RepairReport:
 
 async def find(settings: Settings, bootstrap: str, *, video_id: str | None, batch_id: str | None,
                limit: int | None) -> list[Damage]:
-    assets, annotations = await asyncio.gather(read_table(settings, bootstrap, "assets"),
-                                               read_table(settings, bootstrap, "annotations"))
+    rows = await read_kind_tables(settings, bootstrap)
     check = partial(output_problem, Path(settings.image_store))
-    return find_damage(assets, annotations, check, composite_variant=settings.composite_variant,
-                       video_id=video_id, batch_id=batch_id, limit=limit)
+    scope = {name: value for name, value in (("video", video_id), ("batch", batch_id)) if value is not None}
+    return find_damage(rows, check, settings, scope=scope, limit=limit)
 
 
 async def repair(settings: Settings, *, dry_run: bool, video_id: str | None = None, batch_id: str | None = None,

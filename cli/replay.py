@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from regen.cli.kind_tables import KIND_SOURCE_TOPICS, read_kind_tables
 from regen.imaging.store import output_problem
 from regen.projections.replay import ReplayItem, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, ImageGenerated
@@ -33,11 +34,11 @@ from regen.streams.client import ImageClient
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import PoisonEvent, RegenError
-from regen.streams.results import read_table, read_to_end
+from regen.streams.results import read_to_end
 from regen.streams.settings import Settings
-from regen.streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, TopicSpec, topic_name
+from regen.streams.topics import topic_name
 
-SOURCE_TOPICS: dict[str, TopicSpec] = {spec.suffix: spec for spec in (ASSETS_IMPORTED, BOUNDARIES_CHANGED)}
+SOURCE_TOPICS = KIND_SOURCE_TOPICS
 # Requests in flight at once: enough to keep every render process and the
 # intake busy, few enough that an interrupted replay leaves little behind.
 WINDOW = 500
@@ -103,8 +104,7 @@ async def read_items(settings: Settings, bootstrap: str, topics: tuple[str, ...]
             except PoisonEvent:
                 continue  # it went to the dead-letter topic when the worker met it
     bar.close()
-    return len(events), replay_items(events, thumbnail_variants=settings.pregenerate_variants,
-                                     composite_variant=settings.composite_variant, only_variants=variants)
+    return len(events), replay_items(events, settings, only_variants=variants)
 
 
 async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: int | None = None,
@@ -146,10 +146,9 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
 
 
 async def _not_intact(settings: Settings, bootstrap: str, items: list[ReplayItem]) -> list[ReplayItem]:
-    assets, annotations = await asyncio.gather(read_table(settings, bootstrap, "assets"),
-                                               read_table(settings, bootstrap, "annotations"))
+    rows = await read_kind_tables(settings, bootstrap)
     check = partial(output_problem, Path(settings.image_store))
-    return [i for i in items if not intact_in_store(i, assets, annotations, check, settings.composite_variant)]
+    return [i for i in items if not intact_in_store(i, rows, check)]
 
 
 def _count(summary: ReplaySummary, completion) -> None:

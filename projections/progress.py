@@ -14,10 +14,12 @@ worker is reported by its new owner.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from regen.projections.state import AssetState, Record, VideoState
+from regen.projections.state import Record, VideoState
 from regen.schemas.bounds import Count, Shape
 from regen.schemas.jobs import BatchShard
 
@@ -40,8 +42,11 @@ class BatchTracker:
         self._items: dict[str, dict[int, dict[tuple[str, str], _Item]]] = {}
         self._changed: set[tuple[str, int]] = set()
 
-    def observe(self, asset: AssetState, partition: int) -> None:
-        if not asset.batch_id or partition < 0:
+    def observe(self, asset: Any) -> None:
+        """A target's new state: only imports of a batch (states with a
+        batch_id and the partition they live in) count toward a batch."""
+        partition = getattr(asset, "partition", -1)
+        if not getattr(asset, "batch_id", None) or partition < 0:
             return
         items = self._items.setdefault(asset.batch_id, {}).setdefault(partition, {})
         for variant in self._variants:

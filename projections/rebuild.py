@@ -17,7 +17,10 @@ from typing import Iterable
 
 from regen.projections import folds
 from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
-from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated
+from regen.kinds import KINDS, kinds_following
+from regen.kinds.base import Kind
+from regen.schemas.events import Event, ImageFailed, ImageGenerated
+from regen.schemas.jobs import DirtyFlag
 
 TABLES = ("assets", "jobs", "annotations", "videos")
 
@@ -37,15 +40,14 @@ def rebuild(events: Iterable[Event], at: str = "") -> Projections:
     """Fold every event, in the order given, with the workers' own folds."""
     p = Projections()
     for event in events:
-        if isinstance(event, AssetImported):
-            before = AssetState.from_dict(p.assets.get(event.asset_id))
-            p.assets[event.asset_id] = folds.asset_imported(before, event).to_dict()
-        elif isinstance(event, BoundaryChanged):
-            before_annotation = AnnotationState.from_dict(p.annotations.get(event.annotation_id))
-            after = folds.boundary_changed(before_annotation, event, at)
-            _annotation_changed(p, before_annotation, after)
-        elif isinstance(event, (ImageGenerated, ImageFailed)) and event.job_id:
-            _completion(p, event)
+        if isinstance(event, (ImageGenerated, ImageFailed)):
+            if event.job_id:
+                _completion(p, event)
+            continue
+        for kind in kinds_following(event):
+            target_id = kind.source_key(event)
+            before = kind.read(p.table(kind.table).get(target_id))
+            _target_changed(p, kind, target_id, before, kind.fold_source(before, event, at))
     return p
 
 
@@ -53,24 +55,18 @@ def _completion(p: Projections, event: ImageGenerated | ImageFailed) -> None:
     job = JobState.from_dict(p.jobs.get(event.job_id))
     generated = isinstance(event, ImageGenerated)
     p.jobs[event.job_id] = (folds.job_generated(job, event) if generated else folds.job_failed(job, event)).to_dict()
-    if event.target.kind == "thumbnail":
-        asset = AssetState.from_dict(p.assets.get(event.target.id))
-        if asset is not None:
-            fold = folds.asset_image_generated if generated else folds.asset_image_failed
-            p.assets[event.target.id] = fold(asset, event).to_dict()
-        return
-    annotation = AnnotationState.from_dict(p.annotations.get(event.target.id))
-    if annotation is not None:
-        fold = folds.annotation_rendered if generated else folds.annotation_failed
-        _annotation_changed(p, annotation, fold(annotation, event))
+    kind = KINDS[event.target.kind]
+    before = kind.read(p.table(kind.table).get(event.target.id))
+    if before is not None:
+        _target_changed(p, kind, event.target.id, before, kind.completed(before, event))
 
 
-def _annotation_changed(p: Projections, before: AnnotationState | None, after: AnnotationState) -> None:
-    p.annotations[after.annotation_id] = after.to_dict()
-    flag = folds.dirty_flag_changed(before, after)
-    if flag is not None:
-        video = VideoState.from_dict(p.videos.get(flag.video_id))
-        p.videos[flag.video_id] = folds.video_flagged(video, flag).to_dict()
+def _target_changed(p: Projections, kind: Kind, target_id: str, before, after) -> None:
+    p.table(kind.table)[target_id] = after.to_dict()
+    for announcement in kind.announcements(before, after):
+        if isinstance(announcement, DirtyFlag):  # what the workers' video-pending agent folds
+            video = VideoState.from_dict(p.videos.get(announcement.video_id))
+            p.videos[announcement.video_id] = folds.video_flagged(video, announcement).to_dict()
 
 
 # --- comparison --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """What a replay asks for: from source events, the current targets and variants.
 
-Pure: the caller reads the topics and publishes the requests.
+Pure: the caller reads the topics and the tables and publishes the requests.
 """
 
 from __future__ import annotations
@@ -8,9 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from regen.kinds import KINDS, kinds_following
 from regen.projections.repair import Checker
-from regen.projections.state import AnnotationState, AssetState
-from regen.schemas.events import AssetImported, BoundaryChanged, Event, Target
+from regen.schemas.events import Event, Target
+from regen.streams.settings import Settings
+
+# table name -> target id -> row, as read from the tables' changelogs
+Rows = dict[str, dict[str, dict]]
 
 
 @dataclass(frozen=True)
@@ -19,45 +23,30 @@ class ReplayItem:
     variant: str
 
 
-def replay_items(events: Iterable[Event], *, thumbnail_variants: tuple[str, ...], composite_variant: str,
-                 only_variants: tuple[str, ...] = ()) -> list[ReplayItem]:
+def replay_items(events: Iterable[Event], settings: Settings, only_variants: tuple[str, ...] = ()) -> list[ReplayItem]:
     """One item per target and variant, for the target's latest state: the
-    last import of each asset, the highest revision of each annotation.
+    source events folded by each kind's own fold (the last import of an
+    asset, the highest revision of an annotation).
 
-    ``only_variants`` restricts a replay (say, to a variant just added):
-    thumbnails get exactly those, composites only if their variant is named.
+    ``only_variants`` restricts a replay (say, to a variant just added); each
+    kind decides which of them it renders by itself (``replay_variants``).
     """
-    assets: dict[str, AssetImported] = {}
-    annotations: dict[str, BoundaryChanged] = {}
+    latest: dict[tuple[str, str], object] = {}
     for event in events:
-        if isinstance(event, AssetImported):
-            assets[event.asset_id] = event
-        elif isinstance(event, BoundaryChanged):
-            known = annotations.get(event.annotation_id)
-            if known is None or event.revision > known.revision:
-                annotations[event.annotation_id] = event
-    thumbnails = only_variants or thumbnail_variants
-    items = [ReplayItem(Target("thumbnail", asset_id), v) for asset_id in assets for v in thumbnails]
-    if not only_variants or composite_variant in only_variants:
-        items += [ReplayItem(Target("composite", annotation_id), composite_variant) for annotation_id in annotations]
-    return items
+        for kind in kinds_following(event):
+            key = (kind.name, kind.source_key(event))
+            latest[key] = kind.fold_source(latest.get(key), event, "")
+    return [ReplayItem(Target(kind.name, target_id), variant)
+            for kind in KINDS.values()  # kind by kind, each in the order its targets first appeared
+            for (kind_name, target_id) in latest if kind_name == kind.name
+            for variant in kind.replay_variants(settings, only_variants)]
 
 
-def intact_in_store(item: ReplayItem, assets: dict[str, dict], annotations: dict[str, dict], check: Checker,
-                    composite_variant: str) -> bool:
+def intact_in_store(item: ReplayItem, rows: Rows, check: Checker) -> bool:
     """Whether the projections record an output for the item's current
     revision and the file is there with that size and sha256: a replay can
     skip it without asking a worker."""
-    if item.target.kind == "thumbnail":
-        asset = AssetState.from_dict(assets.get(item.target.id))
-        entry = asset.variant(item.variant) if asset is not None else None
-        if entry is None or entry.status != "completed" or entry.revision != asset.revision:
-            return False
-        output = entry.output
-    else:
-        annotation = AnnotationState.from_dict(annotations.get(item.target.id))
-        if (annotation is None or annotation.dirty or item.variant != composite_variant
-                or annotation.rendered_revision != annotation.wanted_revision):
-            return False
-        output = annotation.output
+    kind = KINDS[item.target.kind]
+    state = kind.read(rows.get(kind.table, {}).get(item.target.id))
+    output = kind.current_output(state, item.variant) if state is not None else None
     return bool(output) and check(output["uri"], output["bytes"], output["sha256"]) is None

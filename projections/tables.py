@@ -21,6 +21,10 @@ class Tables:
     videos: faust.Table  # video_id -> VideoState (the video's dirty annotations)
     batches: faust.Table  # batch_id -> BatchState (per-partition progress shards)
 
+    def of(self, name: str) -> faust.Table:
+        """A table by name: a kind names the table of its targets' state."""
+        return getattr(self, name)
+
 
 def create_tables(app: faust.App) -> Tables:
     def table(name: str, help: str) -> faust.Table:

@@ -43,12 +43,13 @@ class RequestTimeout(RegenError):
     """No completion named the request within the time given."""
 
 
-def default_variant(settings: Settings, kind: TargetKind) -> str:
-    """Composites: the configured composite variant; thumbnails: the first
-    pre-generated one (the one most likely to be a cache hit)."""
-    if kind == "composite":
-        return settings.composite_variant
-    return (settings.pregenerate_variants or settings.variants)[0]
+def default_variant(settings: Settings, kind: str) -> str:
+    """The kind's first standing variant (for thumbnails the first
+    pre-generated one, the one most likely to be a cache hit; for composites
+    the composite variant)."""
+    from regen.kinds import kind_named
+
+    return (kind_named(kind).standing_variants(settings) or settings.variants)[0]
 
 
 class ImageClient:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from regen.projections import folds
-from regen.projections.planning import plan_job
+from regen.kinds.thumbnail import Thumbnail
 from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, Target
 
 SHA1, SHA2 = "a" * 64, "b" * 64
@@ -39,7 +39,7 @@ def test_import_is_idempotent_and_new_content_bumps_the_revision():
 
 def test_job_lifecycle_and_duplicates():
     asset = folds.asset_imported(None, imported())
-    job = plan_job(asset, "h400.jpg", "background", AT)
+    job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
     assert job.job_id == "thumbnail:a1:h400.jpg:r1"
     queued = folds.job_queued(None, job, AT)
     assert queued.status == "pending"
@@ -55,8 +55,8 @@ def test_job_lifecycle_and_duplicates():
 
 def test_requests_join_a_pending_job():
     asset = folds.asset_imported(None, imported())
-    state = folds.job_queued(None, plan_job(asset, "h400.jpg", "interactive", AT, request_ids=("r1",)), AT)
-    state = folds.job_queued(state, plan_job(asset, "h400.jpg", "interactive", AT, request_ids=("r2",)), AT)
+    state = folds.job_queued(None, Thumbnail().plan(asset, "h400.jpg", "interactive", AT, request_ids=("r1",)), AT)
+    state = folds.job_queued(state, Thumbnail().plan(asset, "h400.jpg", "interactive", AT, request_ids=("r2",)), AT)
     assert state.request_ids == ("r1", "r2")
     done = folds.job_generated(state, generated(request_ids=("r1",)))
     assert done.request_ids == ("r1", "r2")
@@ -64,7 +64,7 @@ def test_requests_join_a_pending_job():
 
 def test_asset_variants_follow_completions_of_the_current_revision_only():
     asset = folds.asset_imported(None, imported())
-    asset = folds.asset_variant_queued(asset, plan_job(asset, "h400.jpg", "background", AT), AT)
+    asset = folds.asset_variant_queued(asset, Thumbnail().plan(asset, "h400.jpg", "background", AT), AT)
     assert asset.variant("h400.jpg").status == "pending"
     asset = folds.asset_imported(asset, imported(sha=SHA2))  # revision 2
     stale = folds.asset_image_generated(asset, generated(revision=1))
@@ -180,7 +180,7 @@ def test_retrying_then_completed():
     from dataclasses import replace
 
     asset = folds.asset_imported(None, imported())
-    job = plan_job(asset, "h400.jpg", "background", AT)
+    job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
     running = folds.job_started(None, job, AT)
     retrying = folds.job_retrying(running, replace(job, attempt=2), "source_missing", "not there", AT)
     assert (retrying.status, retrying.attempts, retrying.error_code) == ("retrying", 1, "source_missing")
@@ -204,11 +204,13 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
                                revision=revision, source="v.mp4")
 
     events = [imported("a", "1"), moved("n", 2), imported("b", "2"), imported("a", "3"), moved("n", 1)]
-    items = replay_items(events, thumbnail_variants=("h400.jpg", "h400.webp"), composite_variant="full.png")
+    from regen.streams.settings import Settings
+
+    items = replay_items(events, Settings(pregenerate_variants=("h400.jpg", "h400.webp"), composite_variant="full.png"))
     assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"), ReplayItem(Target("thumbnail", "a"), "h400.webp"),
                      ReplayItem(Target("thumbnail", "b"), "h400.jpg"), ReplayItem(Target("thumbnail", "b"), "h400.webp"),
                      ReplayItem(Target("composite", "n"), "full.png")]
-    only_new = replay_items(events, thumbnail_variants=("h400.jpg",), composite_variant="full.png",
+    only_new = replay_items(events, Settings(pregenerate_variants=("h400.jpg",), composite_variant="full.png"),
                             only_variants=("w800.webp",))
     assert [i.variant for i in only_new] == ["w800.webp", "w800.webp"]
 
@@ -217,7 +219,7 @@ def test_an_answer_from_the_store_changes_neither_the_job_nor_the_asset():
     from dataclasses import replace
 
     asset = folds.asset_imported(None, imported())
-    job = plan_job(asset, "h400.jpg", "background", AT)
+    job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
     done = generated(revision=1, job_id=job.job_id)
     completed_job = folds.job_generated(folds.job_queued(None, job, AT), done)
     completed_asset = folds.asset_image_generated(asset, done)

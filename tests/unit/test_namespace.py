@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-INSTALLED = ("streams", "agents", "schemas", "projections", "imaging", "cli")
+INSTALLED = ("streams", "agents", "schemas", "projections", "imaging", "cli", "kinds")
 BARE_IMPORT = re.compile(rf"^\s*(from|import)\s+({'|'.join(INSTALLED)})(\.|\s|$)", re.MULTILINE)
 
 

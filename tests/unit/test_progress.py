@@ -18,29 +18,29 @@ def asset(asset_id: str, batch: str = "b1", revision: int = 1, **statuses: str) 
 
 def test_the_tracker_reports_only_changed_shards_with_counts_and_failures():
     tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a"), partition=0)
-    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed"), partition=1)
+    tracker.observe(asset("a").evolve(partition=0))
+    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed").evolve(partition=1))
     shards = {s.partition: s for s in tracker.take_changed(at=10.0)}
     assert (shards[0].total, shards[0].pending) == (2, 2)
     assert (shards[1].completed, shards[1].failed) == (1, 1)
     assert shards[1].failures == ({"asset_id": "b", "variant": "h400.webp", "error": "boom"},)
     assert tracker.take_changed(at=11.0) == []
-    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed"), partition=1)  # the same again
+    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed").evolve(partition=1))  # the same again
     assert tracker.take_changed(at=12.0) == []
-    tracker.observe(asset("a", h400_jpg="running"), partition=0)  # still pending: no change to report
+    tracker.observe(asset("a", h400_jpg="running").evolve(partition=0))  # still pending: no change to report
     assert tracker.take_changed(at=13.0) == []
 
 
 def test_an_asset_without_a_batch_is_not_tracked():
     tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a", batch=None), partition=0)
+    tracker.observe(asset("a", batch=None).evolve(partition=0))
     assert tracker.take_changed(at=1.0) == []
 
 
 def test_shards_replace_each_other_so_repeats_never_count_twice():
     tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a", h400_jpg="completed"), partition=0)
-    tracker.observe(asset("b"), partition=3)
+    tracker.observe(asset("a", h400_jpg="completed").evolve(partition=0))
+    tracker.observe(asset("b").evolve(partition=3))
     state = None
     for shard in tracker.take_changed(at=100.0):
         state = batch_shard_reported(state, shard)
@@ -56,7 +56,7 @@ def progress_over_time(done_per_second: list[int], total: int = 10) -> BatchStat
     state: BatchState | None = None
     for second, done in enumerate(done_per_second):
         for i in range(total):
-            tracker.observe(asset(f"a{i}", **({"v_jpg": "completed"} if i < done else {})), partition=0)
+            tracker.observe(asset(f"a{i}", **({"v_jpg": "completed"} if i < done else {})).evolve(partition=0))
         for shard in tracker.take_changed(at=1000.0 + second):
             state = batch_shard_reported(state, shard)
     return state
