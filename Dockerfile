@@ -9,6 +9,7 @@ COPY schemas ./schemas
 COPY projections ./projections
 COPY imaging ./imaging
 COPY cli ./cli
+COPY kinds ./kinds
 COPY regen ./regen
 RUN pip install --no-cache-dir .
 # The worker decodes untrusted images: it runs as a user of its own that can

@@ -36,7 +36,7 @@ from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from regen.imaging.render import RenderOutcome
 from regen.kinds import KINDS
 from regen.projections import folds
-from regen.projections.planning import stored_outcome
+from regen.projections.planning import generated_event, stored_outcome
 from regen.projections.state import JobState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated
 from regen.schemas.jobs import RenderJob
@@ -221,7 +221,7 @@ async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]
         with ctx.metrics.render_seconds.labels(job.target.kind).time():
             outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane,
                                                         on_start=lambda: stages.__setitem__(job.job_id, "rendering"))
-        return _generated(ctx, job, outcome, job.attempt)
+        return generated_event(job, outcome, Path(ctx.settings.image_store), job.attempt, now_iso())
     except TaskFailed as e:
         if e.permanent:
             return _failed(job, "permanent", e.code, e.message, job.attempt)  # no retry can help
@@ -258,16 +258,6 @@ async def forward_when_due(ctx: WorkerContext, job: RenderJob) -> None:
     if wait > 0:
         await asyncio.sleep(min(wait, ctx.settings.retry_max_delay * 1.5))
     await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
-
-
-def _generated(ctx: WorkerContext, job: RenderJob, outcome: RenderOutcome, attempt: int) -> ImageGenerated:
-    return ImageGenerated(
-        target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
-        uri=outcome.path.relative_to(Path(ctx.settings.image_store)).as_posix(), sha256=outcome.sha256,
-        width=outcome.width, height=outcome.height, bytes=outcome.bytes, render_ms=round(outcome.render_ms, 2),
-        attempts=attempt, cache_hit=outcome.cache_hit, generated_at=now_iso(),
-        frames_used=tuple(frames) if (frames := getattr(outcome, "frames", None)) else None,
-    )
 
 
 def _failed(job: RenderJob, reason: str, code: str, message: str, attempt: int) -> ImageFailed:

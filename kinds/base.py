@@ -143,6 +143,15 @@ class Kind(ABC, Generic[State]):
         """What repair can narrow by: {"batch": ..., "video": ...}."""
         return {}
 
+    # --- samples -------------------------------------------------------------------
+
+    @abstractmethod
+    def example_source(self, media: Path, target_id: str, revision: int) -> Event:
+        """Write sample media below ``media`` and return the source event of
+        target ``target_id`` at ``revision`` (each revision other content):
+        what the contract test every kind runs (tests/unit/test_kind_contract.py)
+        feeds through plan, render, fold, replay and repair."""
+
     # --- offline -------------------------------------------------------------------
 
     offline_help: ClassVar[str] = ""

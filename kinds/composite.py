@@ -124,3 +124,12 @@ class Composite(Kind[AnnotationState]):
             crop=parse_crop(options.get("crop")), variant=variant, media_roots=(source.parent,),
             image_store=store, limits=settings.limits(),
             max_frames=options.get("max_frames") or settings.composite_max_frames, force=True)
+
+    def example_source(self, media: Path, target_id: str, revision: int) -> Event:
+        from regen.cli.samples import write_video
+
+        clip = media / "example-clip.mp4"
+        if not clip.exists():
+            write_video(clip, frames=24, size=(160, 96))
+        return BoundaryChanged(annotation_id=target_id, video_id="example-video", start_frame=revision,
+                               end_frame=revision + 6, revision=revision, source=clip.name)

@@ -99,3 +99,16 @@ class Thumbnail(Kind[AssetState]):
         return run_thumbnail_task, ThumbnailTask(
             source_uri=source.name, source_sha256="", variant=variant, media_roots=(source.parent,),
             image_store=store, limits=settings.limits(), force=True)
+
+    def example_source(self, media: Path, target_id: str, revision: int) -> Event:
+        import hashlib
+
+        from PIL import Image
+
+        path = media / f"{target_id}.jpg"
+        Image.new("RGB", (320, 240), (40 * revision % 256, 90, 160)).save(path, quality=90)
+        data = path.read_bytes()
+        # New content under the same asset id is what makes a new revision.
+        return AssetImported(asset_id=target_id, uri=path.name, media_type="image",
+                             sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+                             imported_at=f"2026-01-01T00:00:{revision:02d}Z")

@@ -5,10 +5,12 @@ needs is its kind's: regen.kinds.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from regen.imaging.store import output_problem
 from regen.projections.state import JobState
 from regen.schemas.events import ImageFailed, ImageGenerated, Target
+from regen.schemas.jobs import RenderJob
 
 
 
@@ -45,3 +47,14 @@ def stored_outcome(job: JobState, *, request_ids: tuple[str, ...], at: str,
         target=target, variant=job.variant, revision=job.revision, job_id=job.job_id,
         reason=job.reason or "permanent", error_code=job.error_code or "failed", error=job.error or "",
         attempts=job.attempts, failed_at=at, request_ids=request_ids)
+
+
+def generated_event(job: RenderJob, outcome: Any, image_store: Path, attempt: int, at: str) -> ImageGenerated:
+    """The ImageGenerated a finished render (a RenderOutcome) tells."""
+    return ImageGenerated(
+        target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
+        uri=outcome.path.relative_to(image_store).as_posix(), sha256=outcome.sha256,
+        width=outcome.width, height=outcome.height, bytes=outcome.bytes, render_ms=round(outcome.render_ms, 2),
+        attempts=attempt, cache_hit=outcome.cache_hit, generated_at=at,
+        frames_used=tuple(frames) if (frames := getattr(outcome, "frames", None)) else None,
+    )
