@@ -8,27 +8,28 @@ other's events.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import pytest
 
 from regen.cli.samples import write_video
-from regen.schemas.events import BoundaryChanged
 from regen.streams import local_broker
 from regen.streams.settings import Settings
+from tests.helpers import WorkerProcess, free_port
 
-pytestmark = pytest.mark.integration
+INTEGRATION = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every test below this folder is an integration test. (A ``pytestmark``
+    in a conftest.py is ignored: marks are added here, before ``-m`` selects.)"""
+    for item in items:
+        if INTEGRATION in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -42,65 +43,6 @@ def bootstrap(tmp_path_factory) -> str:
         yield info.bootstrap
     finally:
         local_broker.stop(state)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class WorkerProcess:
-    env: dict[str, str]
-    settings: Settings
-    log: Path
-    proc: subprocess.Popen | None = None
-    logs_seen: list[str] = field(default_factory=list)
-
-    def start(self, ready_timeout: float = 90.0) -> "WorkerProcess":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "regen.cli.main", "worker"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                status, body = self.get("/health")
-                if status == 200:
-                    return self
-                assert body.get("status") != "crashed", f"worker crashed:\n{self.tail()}"
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready in {ready_timeout} s:\n{self.tail()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, dict]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.settings.web_port}{path}")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, orjson.loads(e.read())
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @pytest.fixture
@@ -151,29 +93,9 @@ def settings(regen_env) -> Settings:
     return Settings.from_env(regen_env)
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
-def eventually(probe, timeout: float = 15.0, interval: float = 0.2):
-    """Projections are folded from completion events a moment after they are
-    published: poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 @pytest.fixture
 def media(tmp_path: Path) -> Path:
     """A media root with a short clip (clip.mp4) for annotations."""
     folder = tmp_path / "media"
     write_video(folder / "clip.mp4", frames=48, size=(320, 180))
     return folder
-
-
-def edit(annotation: str, revision: int, video: str = "v1", start: int = 0, end: int = 20) -> BoundaryChanged:
-    return BoundaryChanged(annotation_id=annotation, video_id=video, start_frame=start, end_frame=end,
-                           revision=revision, source="clip.mp4")

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from regen.imaging.render import CompositeTask, run_composite_task
 from regen.schemas.events import ImageGenerated
-from regen.streams.publisher import Publisher
-from regen.streams.results import read_records, wait_for
 from regen.streams.codec import decode
+from regen.streams.results import read_records, wait_for
 from regen.streams.topics import IMAGES_RESULTS
-from tests.integration.conftest import edit, eventually, run
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
+from tests.helpers import edit, eventually, publish_all, run
 
 
 def composites_for(settings, bootstrap, annotation_id: str) -> list:
@@ -65,15 +59,16 @@ def test_pending_counts_per_video_are_exact_at_every_step(start_worker, corpus, 
         run(publish_all(settings, bootstrap, batch))
         for video in ("va", "vb"):
             want = len(expected[video])
-            got = eventually(lambda: worker.get(f"/videos/{video}")[1]["pending"] == want, timeout=4)
+            # eventually() calls the probe before the loop moves on.
+            got = eventually(lambda: worker.get(f"/videos/{video}")[1]["pending"] == want, timeout=4)  # noqa: B023
             assert got, f"step {step}: {video} pending {worker.get(f'/videos/{video}')[1]}, expected {want}"
             assert sorted(worker.get(f"/videos/{video}")[1]["dirty_annotations"]) == sorted(expected[video])
 
     # Once idle, every annotation renders once and both counts fall to zero.
     run(wait_for(settings, bootstrap, lambda c: c.target.id, {a for a, _ in annotations}, timeout=90))
     for video in ("va", "vb"):
-        assert eventually(lambda: worker.get(f"/videos/{video}")[1]["pending"] == 0, timeout=20), \
-            worker.get(f"/videos/{video}")
+        assert eventually(lambda: worker.get(f"/videos/{video}")[1]["pending"] == 0,  # noqa: B023 - called here
+                          timeout=20), worker.get(f"/videos/{video}")
         progress = worker.get(f"/videos/{video}")[1]
         assert (progress["total"], progress["current"], progress["waiting"], progress["failed"]) == (5, 5, 0, 0)
         assert progress["eta_s"] == 0.0

@@ -12,8 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import expect, sync_playwright
 
 from regen.cli.importer import scan
-from regen.streams.publisher import Publisher
-from tests.integration.conftest import run
+from tests.helpers import publish_all, run
 
 CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, and
@@ -22,11 +21,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "s3cret"
 ARTIFACTS = Path(os.environ.get("REGEN_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
 
 
 def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(start_worker, corpus):

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
-import numpy as np
+import pytest
 from PIL import Image
 
-from regen.cli.importer import media_files, scan
+from regen.cli.importer import scan
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.streams import local_broker
-from regen.streams.publisher import Publisher
 from regen.streams.results import follow_completions, wait_for
 from regen.streams.settings import Settings
-from tests.integration.conftest import WorkerProcess, eventually, run
-from tests.unit.test_thumbnails import BAD_OUTCOMES
-
-
-def key(completion) -> str:
-    return f"{completion.target.id}/{completion.variant}"
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
+from tests.helpers import (
+    BAD_OUTCOMES,
+    WorkerProcess,
+    eventually,
+    make_photos,
+    publish_all,
+    run,
+    variant_key,
+    wait_for_job_status,
+)
 
 
 def test_every_bad_corpus_file_ends_in_its_documented_outcome(start_worker, corpus):
@@ -34,7 +31,7 @@ def test_every_bad_corpus_file_ends_in_its_documented_outcome(start_worker, corp
     files = [corpus / "bad" / name for name in sorted(BAD_OUTCOMES)]
     events = {scanned.path.name: scanned.event for scanned in scan(files, [corpus], "bad")}
     run(publish_all(settings, bootstrap, list(events.values())))
-    seen = run(wait_for(settings, bootstrap, key, {f"{e.asset_id}/h400.jpg" for e in events.values()}, 90))
+    seen = run(wait_for(settings, bootstrap, variant_key, {f"{e.asset_id}/h400.jpg" for e in events.values()}, 90))
     for name, expected in BAD_OUTCOMES.items():
         outcome = seen[f"{events[name].asset_id}/h400.jpg"]
         if isinstance(expected, type):
@@ -45,17 +42,7 @@ def test_every_bad_corpus_file_ends_in_its_documented_outcome(start_worker, corp
             assert isinstance(outcome, ImageGenerated), (name, getattr(outcome, "error", ""))
 
 
-def make_photos(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    for i in range(count):
-        pixels = base.copy()
-        pixels[i % 240, :, :] = i % 256  # every file distinct
-        Image.fromarray(pixels).save(folder / f"p{i:03d}.jpg", quality=85)
-    return media_files(folder)
-
-
+@pytest.mark.slow  # about 140 s: 300 photos, three SIGKILLs
 def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path):
     media = tmp_path / "media"
     photos = make_photos(media, 300)
@@ -71,7 +58,7 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
     async def completions_so_far(at_least: int) -> int:
         seen = set()
         async for c in follow_completions(settings, bootstrap, idle_timeout=30):
-            seen.add(key(c))
+            seen.add(variant_key(c))
             if len(seen) >= at_least:
                 break
         return len(seen)
@@ -83,7 +70,7 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
         killed_at = time.monotonic()
         worker.start()
     try:
-        seen = run(wait_for(settings, bootstrap, key, expected, timeout=90))
+        seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=90))
     except TimeoutError as stalled:
         # Known, not yet understood: about one run in ten, after the last
         # restart one partition of the background lane stops being consumed
@@ -99,7 +86,7 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
         seen = None
     if seen is None:
         try:
-            seen = run(wait_for(settings, bootstrap, key, expected, timeout=120))
+            seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=120))
         except TimeoutError as e:
             raise AssertionError(f"{e} — lost, not stalled: a restart did not bring them back\n"
                                  f"{run(lane_diagnostics(settings, bootstrap, job_states(worker, expected)))}"
@@ -138,7 +125,8 @@ def test_a_hung_render_is_killed_and_the_job_next_to_it_completes(start_worker, 
                           REGEN_MAX_ATTEMPTS="2", REGEN_RETRY_FIRST_DELAY="0.2",
                           REGEN_PREGENERATE_VARIANTS="h400.jpg")
     settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
-    hung, fine = (next(scan([corpus / "photos" / n], [corpus], "t")).event for n in ("Landscape_2.jpg", "Landscape_3.jpg"))
+    hung, fine = (next(scan([corpus / "photos" / n], [corpus], "t")).event
+                  for n in ("Landscape_2.jpg", "Landscape_3.jpg"))
     run(publish_all(settings, bootstrap, [hung, fine]))
     seen = run(wait_for(settings, bootstrap, lambda c: c.target.id, {hung.asset_id, fine.asset_id}, 60))
     assert isinstance(seen[fine.asset_id], ImageGenerated)
@@ -167,19 +155,6 @@ def test_a_source_that_appears_late_succeeds_on_a_retry(start_worker, corpus, tm
     (media / "upload.jpg").write_bytes(original.read_bytes())
     done = run(wait_for(settings, bootstrap, lambda c: c.target.id, {"late-upload"}, 60))["late-upload"]
     assert isinstance(done, ImageGenerated) and done.attempts == 2
-
-
-async def wait_for_job_status(worker, job_id: str, status: str, timeout: float = 20.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, job = worker.get(f"/jobs/{job_id}")
-        if code == 200 and job["status"] == status:
-            assert job["error_code"] == "source_missing"
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{job_id} never reached {status}: {worker.get(f'/jobs/{job_id}')}")
 
 
 def job_states(worker, expected: set[str]) -> dict[str, list[str]]:
@@ -232,6 +207,7 @@ async def lane_diagnostics(settings, bootstrap, states) -> str:
             f"assets topic committed {assets_committed}")
 
 
+@pytest.mark.slow  # about 25 s: a broker of its own, killed and restarted
 def test_a_broker_restart_during_processing_loses_nothing(regen_env, tmp_path, corpus):
     """Its own broker (the session's is shared), SIGKILLed and restarted on the
     same ports and data while the worker renders."""
@@ -248,10 +224,10 @@ def test_a_broker_restart_during_processing_loses_nothing(regen_env, tmp_path, c
             events = [s.event for s in scan(photos, [media], "broker-restart")]
             run(publish_all(settings, bootstrap, events))
             expected = {f"{e.asset_id}/h400.jpg" for e in events}
-            run(wait_for(settings, bootstrap, key, set(list(expected)[:1]), 60))  # it is rendering
+            run(wait_for(settings, bootstrap, variant_key, set(list(expected)[:1]), 60))  # it is rendering
             local_broker.restart(broker_state, progress=lambda m: None, kill=True)
             try:
-                seen = run(wait_for(settings, bootstrap, key, expected, timeout=180))
+                seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=180))
             except TimeoutError as e:
                 raise AssertionError(f"{e}\nworker log:\n{worker.tail(60)}") from e
             assert all(isinstance(c, ImageGenerated) for c in seen.values())
@@ -259,7 +235,8 @@ def test_a_broker_restart_during_processing_loses_nothing(regen_env, tmp_path, c
             files = [p for p in settings.image_store.rglob("*") if p.is_file()]
             assert len(files) == len(expected)
             for e in events[::15]:
-                assert eventually(lambda: worker.get(f"/jobs/thumbnail:{e.asset_id}:h400.jpg:r1")[1]
+                # eventually() calls the probe before the loop moves on.
+                assert eventually(lambda: worker.get(f"/jobs/thumbnail:{e.asset_id}:h400.jpg:r1")[1]  # noqa: B023
                                   .get("status") == "completed"), e.asset_id
         finally:
             worker.stop()

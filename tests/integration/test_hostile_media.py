@@ -15,17 +15,10 @@ from PIL import Image
 
 from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
 from regen.streams.codec import now_iso
-from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
-from tests.integration.conftest import WorkerProcess, run
-from tests.unit.test_hostile_media import write_ts
+from tests.helpers import WorkerProcess, publish_all, run, write_ts
 
 SECRET_RED = (255, 0, 0)
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
 
 
 def imported(asset_id: str, uri: str, media_type: str = "image", sha256: str = "0" * 64,
@@ -120,8 +113,10 @@ def test_hostile_sources_fail_typed_and_the_same_worker_goes_on(start_worker, co
     pid = worker.proc.pid
     expected = {
         "t-linked": ("outside_media_roots", imported("t-linked", "linked.jpg")),
-        "t-abs-playlist": (("unsupported_container", "corrupt"), imported("t-abs-playlist", "abs.m3u8", "video", root=media)),
-        "t-rel-playlist": (("unsupported_container", "corrupt"), imported("t-rel-playlist", "rel.mp4", "video", root=media)),
+        "t-abs-playlist": (("unsupported_container", "corrupt"),
+                           imported("t-abs-playlist", "abs.m3u8", "video", root=media)),
+        "t-rel-playlist": (("unsupported_container", "corrupt"),
+                           imported("t-rel-playlist", "rel.mp4", "video", root=media)),
         "t-fifo": ("not_a_file", imported("t-fifo", "pipe.jpg")),
         "t-device": ("not_a_file", imported("t-device", "/dev/zero", "video")),
         "t-dotdot": ("outside_media_roots", imported("t-dotdot", "../outside/secret.jpg")),

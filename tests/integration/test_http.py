@@ -17,8 +17,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from regen.cli.importer import scan
-from regen.streams.publisher import Publisher
-from tests.integration.conftest import eventually, run
+from tests.helpers import eventually, publish_all, run
 
 TOKEN = "t0ken-in-a-header"
 
@@ -33,11 +32,6 @@ def fetch(worker, path: str, token: str | None = None) -> tuple[int, dict[str, s
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
 
 
 def import_photos(worker, corpus: Path, photos: list[Path], token: str | None = None) -> list[dict]:

@@ -19,13 +19,12 @@ import pytest
 from PIL import Image
 
 from regen.cli.importer import scan
-from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.schemas.events import ImageGenerated
 from regen.streams import local_broker
 from regen.streams.exceptions import BrokerError
-from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
 from regen.streams.settings import Settings
-from tests.integration.conftest import WorkerProcess, free_port, run
+from tests.helpers import WorkerProcess, free_port, publish, run
 
 PASSWORD = "regen-s3cret"
 # A client that cannot log in must say so well within this; aiokafka gives
@@ -64,12 +63,6 @@ def sasl_env(broker: local_broker.BrokerInfo, tmp_path: Path, corpus: Path, pass
         "REGEN_PREGENERATE_VARIANTS": "h400.jpg",
         "REGEN_LOG_LEVEL": "info",
     }
-
-
-async def publish(settings: Settings, bootstrap: str, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        for event in events:
-            await publisher.publish(event)
 
 
 def test_a_worker_with_sasl_credentials_renders_an_imported_photo(sasl_broker, tmp_path, corpus):

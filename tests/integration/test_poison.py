@@ -14,8 +14,7 @@ from regen.streams.codec import header
 from regen.streams.publisher import Publisher
 from regen.streams.results import read_records, wait_for
 from regen.streams.topics import ALL_TOPICS, ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
-from tests.integration.conftest import run
-from tests.integration.test_thumbnail_pipeline import import_event
+from tests.helpers import import_event, run
 
 CONSUMED = [spec for spec in ALL_TOPICS if spec.event_types]  # every topic but the dead letters
 NOT_OBJECTS = [b"[]", b"null", b"7", b'"x"']

@@ -9,7 +9,7 @@ import sys
 
 import orjson
 
-from tests.integration.conftest import eventually
+from tests.helpers import eventually
 
 
 def test_an_import_batch_reports_its_progress_failures_and_end(start_worker, corpus, tmp_path):

@@ -13,15 +13,8 @@ import orjson
 
 from regen.cli.importer import scan
 from regen.schemas.events import ImageRequested, Target
-from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
-from tests.integration.conftest import edit, eventually, run
-from tests.integration.test_failures import wait_for_job_status
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
+from tests.helpers import edit, eventually, publish_all, run, wait_for_job_status
 
 
 def regen(worker, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -40,7 +33,8 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
     photos = sorted((corpus / "photos").glob("Landscape_*.jpg"))[:5] + [corpus / "bad" / "truncated_jpeg.jpg"]
     imports = [s.event for s in scan(photos, [corpus], "replay")]
     run(publish_all(settings, bootstrap, imports + [edit("n1", 1, start=3, end=9), edit("n2", 1, start=0, end=5)]))
-    expected = {f"{e.asset_id}/{v}" for e in imports for v in settings.pregenerate_variants} | {"n1/full.png", "n2/full.png"}
+    expected = ({f"{e.asset_id}/{v}" for e in imports for v in settings.pregenerate_variants}
+                | {"n1/full.png", "n2/full.png"})
     run(wait_for(settings, bootstrap, lambda c: f"{c.target.id}/{c.variant}", expected, 90))
     before = store_hashes(settings.image_store)
     assert len(before) == 5 * len(settings.pregenerate_variants) + 2
@@ -57,7 +51,8 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
 
     second = regen(worker, "replay", "--json")
     summary = orjson.loads(second.stdout)
-    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, len(before), 2), (summary, second.stderr[-3000:])
+    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, len(before), 2), (
+        summary, second.stderr[-3000:])
 
     only_new = regen(worker, "replay", "--variant", "h200.jpg", "--topic", "assets.imported", "--json")
     summary = orjson.loads(only_new.stdout)

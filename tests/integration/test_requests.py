@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from regen.cli.importer import scan
 from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target
@@ -19,13 +20,7 @@ from regen.streams.codec import decode
 from regen.streams.publisher import Publisher
 from regen.streams.results import read_records, wait_for
 from regen.streams.topics import IMAGES_RESULTS, RENDER_INTERACTIVE
-from tests.integration.conftest import edit, eventually, run
-from tests.integration.test_failures import make_photos
-
-
-async def publish_all(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        await publisher.publish_many(events)
+from tests.helpers import edit, eventually, make_photos, publish_all, run
 
 
 def import_and_wait(worker, paths: list[Path], root: Path) -> list:
@@ -79,6 +74,7 @@ def test_a_repeated_request_is_a_cache_hit_and_force_or_a_damaged_file_renders_a
     assert lane_jobs(worker, job_id) == 4
 
 
+@pytest.mark.slow  # about 20 s: a backlog of 600 renders
 def test_an_interactive_request_overtakes_the_background_backlog(start_worker, corpus, tmp_path):
     folder = tmp_path / "backlog"
     photos = make_photos(folder, 300)

@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import orjson
 from PIL import Image
 
-from regen.cli.importer import scan
-from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target
 from regen.streams.codec import header
 from regen.streams.publisher import Publisher
 from regen.streams.results import read_records, wait_for
 from regen.streams.topics import ASSETS_IMPORTED, DEADLETTER, IMAGES_RESULTS, topic_name
-from tests.integration.conftest import eventually, run
-
-
-def key(completion) -> str:
-    return f"{completion.target.id}/{completion.variant}"
-
-
-async def publish(settings, bootstrap, events) -> None:
-    async with Publisher(settings, bootstrap, source="tests") as publisher:
-        for event in events:
-            await publisher.publish(event)
-
-
-def import_event(path: Path, corpus: Path, asset_id: str | None = None) -> AssetImported:
-    scanned = next(scan([path], [corpus], batch_id="t"))
-    event = scanned.event
-    if asset_id is not None:
-        from dataclasses import replace
-
-        event = replace(event, asset_id=asset_id)
-    return event
+from tests.helpers import eventually, import_event, publish, run, variant_key
 
 
 def test_importing_the_photos_yields_one_image_per_photo_and_variant(start_worker, settings, corpus, tmp_path):
@@ -49,7 +27,7 @@ def test_importing_the_photos_yields_one_image_per_photo_and_variant(start_worke
     asset_ids = {line["asset_id"] for line in lines}
 
     expected = {f"{a}/{v}" for a in asset_ids for v in settings.pregenerate_variants}
-    seen = run(wait_for(settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"], key, expected, timeout=120))
+    seen = run(wait_for(settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"], variant_key, expected, timeout=120))
     assert all(isinstance(c, ImageGenerated) for c in seen.values()), [c for c in seen.values()
                                                                         if isinstance(c, ImageFailed)]
     # One file per photo and variant, each a decodable image 400 px high.
@@ -87,7 +65,7 @@ def test_a_corrupt_file_fails_permanently_and_the_import_still_succeeds(start_wo
     good = import_event(corpus / "bad" / "hopper.jpg", corpus)
     run(publish(settings, bootstrap, [bad, good]))
     expected = {f"{e.asset_id}/{v}" for e in (bad, good) for v in settings.pregenerate_variants}
-    seen = run(wait_for(settings, bootstrap, key, expected, timeout=60))
+    seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=60))
     for variant in settings.pregenerate_variants:
         failure = seen[f"{bad.asset_id}/{variant}"]
         assert isinstance(failure, ImageFailed)
@@ -116,7 +94,7 @@ def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(start_wor
 
     run(go())
     expected = {f"{good.asset_id}/{v}" for v in settings.pregenerate_variants}
-    seen = run(wait_for(settings, bootstrap, key, expected, timeout=60))
+    seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=60))
     assert all(isinstance(c, ImageGenerated) for c in seen.values())
 
     letters = run(read_records(settings, bootstrap, DEADLETTER))
@@ -147,7 +125,8 @@ def test_requests_render_then_hit_the_cache_and_unknown_targets_fail(start_worke
     bootstrap = worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     asset = import_event(corpus / "photos" / "Portrait_2.jpg", corpus)
     run(publish(settings, bootstrap, [asset]))
-    run(wait_for(settings, bootstrap, key, {f"{asset.asset_id}/{v}" for v in settings.pregenerate_variants}, 60))
+    run(wait_for(settings, bootstrap, variant_key,
+                 {f"{asset.asset_id}/{v}" for v in settings.pregenerate_variants}, 60))
 
     def request(rid, variant="h200.jpg", target_id=asset.asset_id):
         return ImageRequested(Target("thumbnail", target_id), variant, rid)
@@ -189,10 +168,10 @@ def test_same_content_under_two_asset_ids_is_rendered_once(start_worker, setting
     bootstrap = worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     original = import_event(corpus / "photos" / "Landscape_7.jpg", corpus)
     run(publish(settings, bootstrap, [original]))
-    first = run(wait_for(settings, bootstrap, key, {f"{original.asset_id}/h400.jpg"}, 60))
+    first = run(wait_for(settings, bootstrap, variant_key, {f"{original.asset_id}/h400.jpg"}, 60))
     copy = import_event(corpus / "photos" / "Landscape_7.jpg", corpus, asset_id="copy-of-landscape-7")
     run(publish(settings, bootstrap, [copy]))
-    second = run(wait_for(settings, bootstrap, key, {f"{copy.asset_id}/h400.jpg"}, 60))
+    second = run(wait_for(settings, bootstrap, variant_key, {f"{copy.asset_id}/h400.jpg"}, 60))
     a, b = first[f"{original.asset_id}/h400.jpg"], second[f"{copy.asset_id}/h400.jpg"]
     assert not a.cache_hit and b.cache_hit, "same content, same output: no second render"
     assert (a.uri, a.sha256) == (b.uri, b.sha256)

@@ -62,7 +62,7 @@ def decoded(clip) -> list[np.ndarray]:
 @pytest.mark.parametrize("wanted", [[0, 1, 2], [7, 8, 9, 10], [13, 29], [25]])
 def test_video_frames_are_the_decoded_frames_with_one_seek(clip, decoded, wanted):
     frames = read_frames(clip, wanted, None, Limits())
-    for number, frame in zip(wanted, frames):
+    for number, frame in zip(wanted, frames, strict=True):
         assert np.array_equal(frame, decoded[number]), f"frame {number}"
 
 

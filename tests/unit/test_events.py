@@ -94,7 +94,16 @@ def expected_keywords(hint) -> dict:
     """The JSON Schema keywords a field's annotation stands for."""
     import typing
 
-    from regen.schemas.bounds import INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, Pattern, Range
+    from regen.schemas.bounds import (
+        INT64_MAX,
+        INT64_MIN,
+        MAX_ITEMS,
+        MAX_SHORT_CHARS,
+        IsoTimestamp,
+        Length,
+        Pattern,
+        Range,
+    )
 
     marks = ()
     if typing.get_origin(hint) is typing.Annotated:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from regen.projections import folds
 from regen.kinds.thumbnail import Thumbnail
+from regen.projections import folds
 from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, Target
 
 SHA1, SHA2 = "a" * 64, "b" * 64
@@ -207,8 +207,10 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
     from regen.streams.settings import Settings
 
     items = replay_items(events, Settings(pregenerate_variants=("h400.jpg", "h400.webp"), composite_variant="full.png"))
-    assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"), ReplayItem(Target("thumbnail", "a"), "h400.webp"),
-                     ReplayItem(Target("thumbnail", "b"), "h400.jpg"), ReplayItem(Target("thumbnail", "b"), "h400.webp"),
+    assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"),
+                     ReplayItem(Target("thumbnail", "a"), "h400.webp"),
+                     ReplayItem(Target("thumbnail", "b"), "h400.jpg"),
+                     ReplayItem(Target("thumbnail", "b"), "h400.webp"),
                      ReplayItem(Target("composite", "n"), "full.png")]
     only_new = replay_items(events, Settings(pregenerate_variants=("h400.jpg",), composite_variant="full.png"),
                             only_variants=("w800.webp",))

@@ -13,13 +13,20 @@ import pytest
 from PIL import EpsImagePlugin, Image
 
 from regen.cli.samples import write_video
-from regen.imaging.errors import (CorruptImage, ImagingError, NotARegularFile, PathOutsideRoots, ResourceLimit,
-                            SourceTooLarge)
+from regen.imaging.errors import (
+    CorruptImage,
+    ImagingError,
+    NotARegularFile,
+    PathOutsideRoots,
+    ResourceLimit,
+    SourceTooLarge,
+)
 from regen.imaging.limits import Limits
 from regen.imaging.render import CompositeTask, ThumbnailTask, run_composite_task, run_thumbnail_task
 from regen.imaging.thumbnails import thumbnail_image
 from regen.imaging.variants import parse_variant
 from regen.imaging.video import UnsupportedContainer
+from tests.helpers import write_ts
 
 
 @pytest.fixture
@@ -37,19 +44,6 @@ def outside(tmp_path: Path) -> Path:
     Image.new("RGB", (64, 48), (255, 0, 0)).save(folder / "secret.png")
     write_ts(folder / "secret.ts", (64, 48), 10)
     return folder
-
-
-def write_ts(path: Path, size: tuple[int, int], frames: int, value: int = 200) -> Path:
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("mpeg2video", rate=10)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for _ in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), value, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def thumbnail(media: Path, store: Path, uri: str, media_type: str = "", limits: Limits = Limits()):

@@ -6,8 +6,13 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError,
-                             NotLeaderForPartitionError, TopicAuthorizationFailedError)
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
 
 from regen.agents import context
 from regen.agents.context import WorkerContext, worth_retrying

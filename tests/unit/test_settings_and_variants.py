@@ -56,7 +56,8 @@ def test_the_token_never_appears_when_printed():
     assert "s3cret-value" not in str(s.describe())
 
 
-@pytest.mark.parametrize("name, size", [("h400.jpg", (None, 400)), ("w800.webp", (800, None)), ("full.png", (None, None))])
+@pytest.mark.parametrize("name, size", [("h400.jpg", (None, 400)), ("w800.webp", (800, None)),
+                                        ("full.png", (None, None))])
 def test_variant_names(name, size):
     v = parse_variant(name)
     assert (v.width, v.height) == size

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from regen.projections.signed_urls import IMAGE_URL_LIFETIME_S, image_signature, image_url, image_url_key, signature_valid
+from regen.projections.signed_urls import (
+    IMAGE_URL_LIFETIME_S,
+    image_signature,
+    image_url,
+    image_url_key,
+    signature_valid,
+)
 
 KEY = image_url_key("s3cret")
 URI = "thumbnails/ab/abcdef/h400.jpg"

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from regen.imaging.store_files import (MAX_URI_CHARS, StoreFileMissing, StoreFileRefused, StoreFileTooLarge,
-                                 read_store_file)
+from regen.imaging.store_files import (
+    MAX_URI_CHARS,
+    StoreFileMissing,
+    StoreFileRefused,
+    StoreFileTooLarge,
+    read_store_file,
+)
 
 CAP = 1024
 

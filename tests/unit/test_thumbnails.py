@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from regen.imaging.errors import CorruptImage, ImagingError, SourceTooLarge
+from regen.imaging.errors import ImagingError, SourceTooLarge
 from regen.imaging.limits import Limits
 from regen.imaging.thumbnails import render_thumbnail, thumbnail_image
 from regen.imaging.variants import parse_variant
+from tests.helpers import BAD_OUTCOMES
 
 H400 = parse_variant("h400.jpg")
 LIMITS = Limits()
@@ -89,26 +90,6 @@ def test_draft_decoding_is_used_for_jpeg(corpus: Path, monkeypatch):
 def test_no_upscaling(corpus: Path):
     out = render_thumbnail(corpus / "bad" / "hopper.jpg", H400, LIMITS)
     assert (out.width, out.height) == (128, 128)
-
-
-# What each broken file of Pillow's test suite must give: a typed, permanent
-# error or a valid thumbnail. Never a crash, never a different exception type.
-BAD_OUTCOMES = {
-    "truncated_jpeg.jpg": CorruptImage,
-    "truncated_image.png": CorruptImage,
-    "broken.png": CorruptImage,
-    "zero_width.gif": CorruptImage,
-    "decompression_bomb.gif": SourceTooLarge,
-    "png_decompression_dos.png": CorruptImage,
-    "crash-0c7e0e8e11ce787078f00b5b0ca409a167f070e0.tif": CorruptImage,
-    "crash-2020-10-test.tif": CorruptImage,
-    "hopper_bad_exif.jpg": "ok",
-    "invalid-exif.jpg": "ok",
-    "junk_jpeg_header.jpg": "ok",
-    "orientation_rectangle.jpg": (1, 2),
-    "hopper.jpg": "ok",
-    "hopper.png": "ok",
-}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_OUTCOMES))

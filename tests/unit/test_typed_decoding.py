@@ -16,10 +16,10 @@ SHA = "ab" * 32
 
 
 def generated(**changes) -> dict:
-    event = ImageGenerated(target=Target("thumbnail", "a1"), variant="h400.jpg", revision=1, job_id="thumbnail:a1:h400.jpg:r1",
-                           uri="ab/cd/a1.h400.jpg", sha256=SHA, width=300, height=400, bytes=1234, render_ms=12.5,
-                           attempts=1, cache_hit=False, generated_at="2026-11-21T10:00:00.000Z",
-                           request_ids=("r1",))
+    event = ImageGenerated(target=Target("thumbnail", "a1"), variant="h400.jpg", revision=1,
+                           job_id="thumbnail:a1:h400.jpg:r1", uri="ab/cd/a1.h400.jpg", sha256=SHA, width=300,
+                           height=400, bytes=1234, render_ms=12.5, attempts=1, cache_hit=False,
+                           generated_at="2026-11-21T10:00:00.000Z", request_ids=("r1",))
     return {**event.to_dict(), **changes}
 
 
@@ -63,7 +63,8 @@ def test_a_completion_with_a_number_for_its_time_is_refused():
     assert "expected a string" in message and "123" in message
 
 
-@pytest.mark.parametrize("field, value", [("generated_at", "yesterday at noon"), ("generated_at", "2026-13-45T99:00:00Z")])
+@pytest.mark.parametrize("field, value", [("generated_at", "yesterday at noon"),
+                                          ("generated_at", "2026-13-45T99:00:00Z")])
 def test_a_completion_time_that_is_not_iso_8601_is_refused(field, value):
     assert "ISO-8601" in refused(ImageGenerated, generated(**{field: value}), field)
 
