@@ -10,7 +10,8 @@ import orjson
 from tqdm import tqdm
 
 from regen.cli.importer import media_files, scan
-from regen.schemas.events import ImageFailed
+from regen.kinds import KINDS
+from regen.schemas.events import AssetImported, ImageFailed
 from regen.schemas.exceptions import SchemaError
 from regen.schemas.validation import parse_event
 from regen.streams.connection import bootstrap_servers
@@ -70,13 +71,15 @@ async def follow_import(settings: Settings, bootstrap: str, asset_ids: list[str]
                         show_bar: bool) -> dict:
     """Wait for every pre-generated variant of the imported assets, with a
     progress bar (rate, ETA); the outcome counts and the failures."""
-    wanted = {(asset_id, v) for asset_id in asset_ids for v in settings.pregenerate_variants}
+    # What every kind rendered at once on import makes of these assets.
+    following = [k for k in KINDS.values() if AssetImported in k.source_events and k.schedule == "at once"]
+    wanted = {(k.name, asset_id, v) for k in following for asset_id in asset_ids for v in k.standing_variants(settings)}
     outcome: dict = {"completed": 0, "failed": 0, "failures": []}
     bar = tqdm(total=len(wanted), unit="image", desc="rendering", disable=not show_bar, file=sys.stderr)
     async for completion in follow_completions(settings, bootstrap, start_offsets=start_offsets,
                                                idle_timeout=FOLLOW_IDLE_TIMEOUT_S):
-        key = (completion.target.id, completion.variant)
-        if completion.target.kind != "thumbnail" or key not in wanted:
+        key = (completion.target.kind, completion.target.id, completion.variant)
+        if key not in wanted:
             continue
         wanted.discard(key)
         bar.update(1)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from regen.projections.throttled_log import ThrottledLog
 from regen.schemas.bounds import (Coordinate, Count, ErrorText, FrameNumber, Milliseconds, Pixels, Revision, Sha256,
                             Shape, SourcePath, StorePath)
+from regen.schemas.events import TargetKind
 from regen.schemas.exceptions import SchemaError
 from regen.schemas.typed import read_record
 
@@ -69,7 +70,7 @@ OutputDict = Annotated[dict, Shape(Output)]
 @dataclass(frozen=True)
 class JobState(Record):
     job_id: str
-    target_kind: Literal["thumbnail", "composite"]
+    target_kind: TargetKind
     target_id: str
     variant: str
     revision: Revision
