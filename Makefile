@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test bench clean
+.PHONY: demo test check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,33 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+## Static checks: ruff on tests/ and bench/, mypy on the regen package (both configured in pyproject.toml).
+check: $(STAMP)
+	$(VENV)/bin/ruff check tests bench
+	$(VENV)/bin/python -c "$$TYPECHECK_TREE" $(TYPECHECK)
+	$(VENV)/bin/mypy
+
+# mypy follows neither setuptools' editable finder nor package-dir (regen.streams
+# is the folder streams/): lay out $(TYPECHECK)/regen as symlinks to the folders
+# [tool.setuptools.package-dir] names; mypy_path in pyproject.toml points there.
+TYPECHECK := build/typecheck
+define TYPECHECK_TREE
+import pathlib, shutil, sys, tomllib
+root, tree = pathlib.Path.cwd(), pathlib.Path(sys.argv[1])
+shutil.rmtree(tree, ignore_errors=True)
+folders = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+for package, folder in sorted(folders.items()):
+    link = tree.joinpath(*package.split("."))
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if "." in package:
+        link.symlink_to(root / folder, target_is_directory=True)
+    else:
+        link.mkdir()
+        for module in (root / folder).glob("*.py"):
+            (link / module.name).symlink_to(module)
+endef
+export TYPECHECK_TREE
+
 $(CHROMIUM):
 	@echo "installing Debian's chromium for the dashboard test (once)"
 	$(SUDO) apt-get install -y -q chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
@@ -34,4 +61,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.replay
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK)

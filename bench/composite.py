@@ -71,7 +71,8 @@ def main() -> None:
     stack_mib = stack.nbytes / 2**20
     print(f"{args.frames} frames of 1280x720 (stack {stack_mib:.0f} MiB), median of {args.repeats} runs")
     print(f"decode frames alone       {decode * 1000:8.1f} ms")
-    print(f"np.median(stack, axis=0)  {numpy_median * 1000:8.1f} ms   peak +{peak_mib(lambda: np.median(stack, axis=0)):.0f} MiB")
+    numpy_peak = peak_mib(lambda: np.median(stack, axis=0))
+    print(f"np.median(stack, axis=0)  {numpy_median * 1000:8.1f} ms   peak +{numpy_peak:.0f} MiB")
     print(f"lower_median(stack)       {ours * 1000:8.1f} ms   peak +{peak_mib(lambda: lower_median(stack)):.0f} MiB   "
           f"{numpy_median / ours:.2f} x faster than np.median")
     print(f"whole composite           {whole * 1000:8.1f} ms   decoding is {decode / whole:.0%} of it, "

@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from regen.streams import local_broker
 from regen.streams.settings import Settings

@@ -115,7 +115,7 @@ def main() -> None:
 
     with broker(Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))) as bootstrap:
         for processes in (1, 2):
-            rate = median(lambda: pipeline(paths, root, bootstrap, processes), args.repeats)
+            rate = median(lambda: pipeline(paths, root, bootstrap, processes), args.repeats)  # noqa: B023 - called here
             print(f"pipeline, {processes} process{'es' if processes > 1 else '  '}   {rate:7.1f} thumbnails/s   "
                   f"{rate / raw:5.2f} x raw loop", flush=True)
 
