@@ -14,6 +14,7 @@ import faust
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from regen.agents.metrics import Metrics
+from regen.agents.idle_candidates import IdleCandidates
 from regen.agents.render_pool import RenderPool
 from regen.kinds.base import Kind
 from regen.projections.activity import Activity
@@ -44,11 +45,7 @@ class WorkerContext:
     pool: RenderPool
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
     source: str = "regen/worker"
-    # (kind, target id) -> (wanted revision, monotonic time of its last change)
-    idle_candidates: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
-    candidates_loaded: bool = False
-    resent: dict[str, float] = field(default_factory=dict)  # job_id -> when the sweeper sent it again
-    warned_videos: set[str] = field(default_factory=set)
+    idle: IdleCandidates = field(default_factory=IdleCandidates)  # noted by intake, taken by the idle scheduler
     batches: BatchTracker | None = None  # set by register_progress
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(default_factory=Activity)

@@ -21,7 +21,6 @@ import time
 from regen.agents.context import WorkerContext
 from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
-from regen.projections.planning import idle_long_enough
 from regen.projections.state import JobState
 from regen.streams.codec import now_iso
 from regen.streams.topics import RENDER_BACKGROUND
@@ -42,14 +41,9 @@ def register_idle_scheduler(ctx: WorkerContext) -> None:
 async def schedule_idle(ctx: WorkerContext) -> None:
     if not ctx.app.tables.recovery.completed.is_set():
         return
-    if not ctx.candidates_loaded:
+    if not ctx.idle.loaded:
         _load_candidates(ctx)
-    now = time.monotonic()
-    due = [key for key, (_, changed) in ctx.idle_candidates.items()
-           if idle_long_enough(changed, now, ctx.settings.idle_delay)]
-    for key in due:
-        revision, _ = ctx.idle_candidates.pop(key)
-        kind_name, target_id = key
+    for kind_name, target_id, revision in ctx.idle.take_due(time.monotonic(), ctx.settings.idle_delay):
         kind = KINDS[kind_name]
         state = kind.read(ctx.tables.of(kind.table).get(target_id))
         if state is None or not kind.needs_render(state) or kind.revision(state) != revision:
@@ -73,6 +67,6 @@ def _load_candidates(ctx: WorkerContext) -> None:
             continue
         for target_id, value in ctx.tables.of(kind.table).items():
             state = kind.read(value)
-            if state is not None and kind.needs_render(state) and (kind.name, target_id) not in ctx.idle_candidates:
-                ctx.idle_candidates[(kind.name, target_id)] = (kind.revision(state), overdue)
-    ctx.candidates_loaded = True
+            if state is not None and kind.needs_render(state):
+                ctx.idle.note_unless_known(kind.name, target_id, kind.revision(state), overdue)
+    ctx.idle.loaded = True

@@ -14,10 +14,12 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from regen.agents.context import WorkerContext
 from regen.agents.handling import register_event_agent
+from regen.imaging.store import output_problem
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
 from regen.projections import folds
@@ -60,7 +62,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
             return
         ctx.put_state(kind, target_id, after)
         if kind.needs_render(after):
-            ctx.idle_candidates[(kind.name, target_id)] = (kind.revision(after), time.monotonic())
+            ctx.idle.note(kind.name, target_id, kind.revision(after), time.monotonic())
     else:
         # Even an unchanged state (a redelivered event) goes through the
         # jobs: one still pending is sent again, since a crash between the
@@ -137,7 +139,8 @@ async def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequ
     intact (read and hashed in a thread: never file I/O on the event loop),
     its failure if it failed. None: render it again."""
     if job.status == "completed":
-        if await asyncio.to_thread(cached_output, job, Path(ctx.settings.image_store)) is None:
+        check = partial(output_problem, Path(ctx.settings.image_store))
+        if await asyncio.to_thread(cached_output, job, check) is None:
             log.info("request %s: output of %s is missing or changed; rendering again", event.request_id,
                      job.job_id)
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from regen.agents.context import WorkerContext
 from regen.agents.timers import guarded_timer
@@ -24,39 +25,48 @@ from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class SweeperMemory:
+    """What the sweeper remembers between rounds (its own, in memory)."""
+
+    resent: dict[str, float] = field(default_factory=dict)  # job_id -> when it was sent again
+    warned_videos: set[str] = field(default_factory=set)  # over the pending threshold, already said
+
+
 def register_sweeper(ctx: WorkerContext) -> None:
     # Often enough to notice a stuck job soon after stuck_after, rarely
     # enough that scanning the tables costs nothing.
     interval = max(1.0, min(30.0, ctx.settings.stuck_after / 4))
+    memory = SweeperMemory()
 
     @guarded_timer(ctx, interval, "sweeper")
     async def sweeper():
         if ctx.app.tables.recovery.completed.is_set():
-            await sweep(ctx)
+            await sweep(ctx, memory)
 
 
-async def sweep(ctx: WorkerContext) -> None:
+async def sweep(ctx: WorkerContext, memory: SweeperMemory) -> None:
     now = time.time()
     # from_dict reads a malformed (forged) row as None: skipped
     jobs = (job for job in (JobState.from_dict(v) for v in ctx.tables.jobs.values()) if job is not None)
     for job in stuck_jobs(jobs, now, ctx.settings.stuck_after):
-        last = ctx.resent.get(job.job_id)
+        last = memory.resent.get(job.job_id)
         if last is not None and now - last < ctx.settings.stuck_after:
             continue
         again = _rebuild(ctx, job)
         if again is None:
             continue
-        ctx.resent[job.job_id] = now
+        memory.resent[job.job_id] = now
         log.warning("job %s has been %s since %s: sending it again", job.job_id, job.status,
                     job.started_at if job.status == "running" else job.updated_at)
         await ctx.emit(RENDER_INTERACTIVE if again.lane == "interactive" else RENDER_BACKGROUND, again)
     videos = (video for video in (VideoState.from_dict(v) for v in ctx.tables.videos.values()) if video is not None)
     over = {v.video_id: v.pending for v in videos_over(videos, ctx.settings.pending_warn_threshold)}
     for video_id, pending in over.items():
-        if video_id not in ctx.warned_videos:
+        if video_id not in memory.warned_videos:
             log.warning("video %s has %d annotations pending (threshold %d)", video_id, pending,
                         ctx.settings.pending_warn_threshold)
-    ctx.warned_videos = set(over)
+    memory.warned_videos = set(over)
 
 
 def _rebuild(ctx: WorkerContext, job: JobState):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from regen.imaging.store import output_problem
+from regen.projections.repair import Checker
 from regen.projections.state import JobState
 from regen.schemas.events import ImageFailed, ImageGenerated, Target
 from regen.schemas.jobs import RenderJob
@@ -18,16 +18,15 @@ def idle_long_enough(last_change: float, now: float, idle_delay: float) -> bool:
     return now - last_change >= idle_delay
 
 
-def cached_output(job: JobState, image_store: Path) -> dict | None:
-    """The completed job's output, if its file is still there with the size
-    and sha256 recorded when it was rendered. (Thumbnails are tens of KB: the
-    hash costs well under a millisecond, and a request is never answered
-    with a file that was truncated or replaced.)"""
+def cached_output(job: JobState, check: Checker) -> dict | None:
+    """The completed job's output, if ``check`` (uri, bytes, sha256) finds
+    its file still there with the size and sha256 recorded when it was
+    rendered: a request is never answered with a file that was truncated or
+    replaced."""
     output = job.output
     if not output:
         return None
-    problem = output_problem(image_store, output["uri"], output["bytes"], output["sha256"])
-    return output if problem is None else None
+    return output if check(output["uri"], output["bytes"], output["sha256"]) is None else None
 
 
 def stored_outcome(job: JobState, *, request_ids: tuple[str, ...], at: str,

@@ -88,7 +88,7 @@ def edit(annotation_id: str, revision: int) -> BoundaryChanged:
 
 def test_a_boundary_edit_is_noted_for_the_idle_scheduler_and_announced(ctx):
     run(on_source_event(ctx, edit("n1", 2)))
-    assert ctx.idle_candidates[("composite", "n1")][0] == 2
+    assert ctx.idle.revision_of("composite", "n1") == 2
     flags = sent(ctx, "annotations.dirty")
     assert len(flags) == 1 and isinstance(flags[0], DirtyFlag) and flags[0].dirty and flags[0].video_id == "v1"
     assert sent(ctx, "render.background") == [], "a composite waits for the idle delay"
@@ -185,7 +185,6 @@ def test_idle_delay_is_respected(ctx):
     ctx.sent.clear()
     run(schedule_idle(ctx))
     assert ctx.sent == []
-    revision, _ = ctx.idle_candidates[("composite", "n1")]
-    ctx.idle_candidates[("composite", "n1")] = (revision, time.monotonic() - 61)
+    ctx.idle.note("composite", "n1", ctx.idle.revision_of("composite", "n1"), time.monotonic() - 61)
     run(schedule_idle(ctx))
     assert len(sent(ctx, "render.background")) == 1
