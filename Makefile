@@ -22,9 +22,9 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-## Static checks: ruff on tests/ and bench/, mypy on the regen package (both configured in pyproject.toml).
+## Static checks: ruff on everything, mypy on the regen package (both configured in pyproject.toml).
 check: $(STAMP)
-	$(VENV)/bin/ruff check tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -c "$$TYPECHECK_TREE" $(TYPECHECK)
 	$(VENV)/bin/mypy
 

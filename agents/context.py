@@ -7,14 +7,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from regen.agents.metrics import Metrics
 from regen.agents.idle_candidates import IdleCandidates
+from regen.agents.metrics import Metrics
 from regen.agents.render_pool import RenderPool
 from regen.kinds.base import Kind
 from regen.projections.activity import Activity
@@ -24,7 +25,6 @@ from regen.schemas.events import Event
 from regen.streams.codec import encode
 from regen.streams.settings import Settings
 from regen.streams.topics import TopicSpec, topic_name
-
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class WorkerContext:
                 futures.append(None)
         results = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
         failed = iter(results)
-        for (topic, key, value, headers, origin), future in zip(sends, futures):
+        for (topic, key, value, headers, origin), future in zip(sends, futures, strict=True):
             if future is None or isinstance(next(failed), BaseException):
                 try:
                     await self.send_durably(topic, key, value, headers)

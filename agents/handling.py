@@ -12,7 +12,8 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from faust import streams as faust_streams
 

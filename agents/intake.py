@@ -28,8 +28,13 @@ from regen.projections.state import JobState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated, ImageRequested
 from regen.schemas.jobs import RenderJob
 from regen.streams.codec import now_iso
-from regen.streams.topics import (IMAGES_REQUESTED, IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE,
-                                  TOPIC_FOR_EVENT)
+from regen.streams.topics import (
+    IMAGES_REQUESTED,
+    IMAGES_RESULTS,
+    RENDER_BACKGROUND,
+    RENDER_INTERACTIVE,
+    TOPIC_FOR_EVENT,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 
 from regen.agents.context import WorkerContext
 from regen.agents.handling import register_event_agent
-from regen.projections import folds
 from regen.kinds import KINDS
+from regen.projections import folds
 from regen.projections.state import JobState
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.streams.topics import IMAGES_RESULTS, TOPIC_FOR_EVENT

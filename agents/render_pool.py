@@ -20,9 +20,10 @@ import signal
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any
 
 from regen.agents.lane_share import Lane, LaneShare
 from regen.imaging.errors import printable
@@ -244,7 +245,7 @@ class RenderPool:
         try:
             slot.conn.send((fn, task))
             await asyncio.wait_for(asyncio.shield(ready), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TaskTimedOut(f"render did not finish within {timeout:g} s (process killed and replaced)") from None
         except (BrokenPipeError, OSError) as e:
             raise WorkerDied(f"render process is gone: {e}") from e

@@ -10,7 +10,7 @@ line per timer per minute, with a count of the ones not logged), counted in
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from regen.agents.context import WorkerContext
 from regen.projections.throttled_log import ThrottledLog

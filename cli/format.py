@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def format_table(rows: Iterable[tuple[str, ...]], headers: tuple[str, ...]) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
 
 
@@ -22,7 +23,8 @@ def format_asset(asset: dict[str, Any]) -> str:
         f"file      {asset['uri']} ({asset['media_type']}, {asset['size_bytes']} bytes)",
         f"sha256    {asset['sha256']}",
         f"revision  {asset['revision']}" + (f"   batch {asset['batch_id']}" if asset.get("batch_id") else ""),
-        f"imported  {asset['imported_at']}" + (f"   captured {asset['captured_at']}" if asset.get("captured_at") else ""),
+        f"imported  {asset['imported_at']}"
+        + (f"   captured {asset['captured_at']}" if asset.get("captured_at") else ""),
         "",
     ]
     rows = []
@@ -43,7 +45,8 @@ def format_job(job: dict[str, Any]) -> str:
     ]
     if job.get("output"):
         o = job["output"]
-        lines.append(f"output    {o['uri']} ({o['width']}x{o['height']}, {o['bytes']} bytes, sha256 {o['sha256'][:12]}…)")
+        lines.append(f"output    {o['uri']} ({o['width']}x{o['height']}, {o['bytes']} bytes, "
+                     f"sha256 {o['sha256'][:12]}…)")
     if job.get("error"):
         lines.append(f"error     {job.get('reason')}/{job.get('error_code')}: {job['error']}")
     if job.get("request_ids"):
@@ -64,7 +67,8 @@ def format_annotation(a: dict[str, Any]) -> str:
     if a.get("output"):
         o = a["output"]
         frames = a.get("frames_used") or []
-        lines.append(f"rendered    {a.get('rendered_at')}: {o['uri']} ({o['width']}x{o['height']}, median of {len(frames)} frames)")
+        lines.append(f"rendered    {a.get('rendered_at')}: {o['uri']} ({o['width']}x{o['height']}, "
+                     f"median of {len(frames)} frames)")
     if a.get("last_error"):
         lines.append(f"error       {a['last_error']}")
     return "\n".join(lines)

@@ -20,4 +20,4 @@ async def read_kind_tables(settings: Settings, bootstrap: str) -> dict[str, dict
     """Every kind's table as the workers hold it (read from the changelogs)."""
     names = sorted({kind.table for kind in KINDS.values()})
     rows = await asyncio.gather(*(read_table(settings, bootstrap, name) for name in names))
-    return dict(zip(names, rows))
+    return dict(zip(names, rows, strict=True))

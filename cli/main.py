@@ -247,8 +247,9 @@ def replay(from_beginning: bool, since: str | None, topics: tuple[str, ...], var
     since_ms = replaying.parse_since(since) if since else None
     if dry_run:
         plan = replaying.dry_run(settings, topics=topics, since_ms=since_ms, variants=variants)
+        by_kind = ", ".join(f"{n} {k}" for k, n in plan["by_kind"].items()) or "none"
         click.echo(orjson.dumps(plan).decode() if as_json else
-                   f"would ask for {plan['targets']} image(s) ({', '.join(f'{n} {k}' for k, n in plan['by_kind'].items()) or 'none'}; "
+                   f"would ask for {plan['targets']} image(s) ({by_kind}; "
                    f"variants {', '.join(plan['variants']) or '-'}) from {plan['seen']} source event(s)")
         return
     summary = asyncio.run(replaying.replay(settings, topics=topics, since_ms=since_ms, variants=variants, force=force,

@@ -37,7 +37,7 @@ async def read_events(settings: Settings, bootstrap: str) -> list:
 
 async def live_projections(settings: Settings, bootstrap: str) -> Projections:
     tables = await asyncio.gather(*(read_table(settings, bootstrap, name) for name in TABLES))
-    return Projections(**dict(zip(TABLES, tables)))
+    return Projections(**dict(zip(TABLES, tables, strict=True)))
 
 
 async def rebuild_and_compare(settings: Settings, output: Path | None = None) -> tuple[int, Comparison]:

@@ -5,8 +5,8 @@ Opening what an event names is imaging.source's work (once, confined).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from regen.imaging.errors import PathOutsideRoots
 

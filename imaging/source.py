@@ -20,12 +20,18 @@ import hashlib
 import io
 import os
 import stat
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
-from regen.imaging.errors import (NotARegularFile, PathOutsideRoots, SourceChanged, SourceMissing, StorageError,
-                            printable)
+from regen.imaging.errors import (
+    NotARegularFile,
+    PathOutsideRoots,
+    SourceChanged,
+    SourceMissing,
+    StorageError,
+    printable,
+)
 from regen.imaging.limits import Limits
 
 # Longest path an event may name; PATH_MAX is 4096 on Linux.
@@ -92,7 +98,7 @@ class OpenFile:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "OpenFile":
+    def __enter__(self) -> OpenFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -129,7 +135,7 @@ class OpenFolder:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "OpenFolder":
+    def __enter__(self) -> OpenFolder:
         return self
 
     def __exit__(self, *exc) -> None:

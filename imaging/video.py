@@ -10,7 +10,8 @@ demuxer can reach another file.
 from __future__ import annotations
 
 import errno
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from PIL import Image
 

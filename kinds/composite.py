@@ -84,7 +84,10 @@ class Composite(Kind[AnnotationState]):
         )
 
     def render_call(self, job: RenderJob, settings: Settings) -> RenderCall:
-        from regen.imaging.render import CompositeTask, run_composite_task  # imaging (Pillow, numpy) loads only where it renders
+        from regen.imaging.render import (  # imaging (Pillow, numpy) loads only where it renders
+            CompositeTask,
+            run_composite_task,
+        )
 
         return run_composite_task, CompositeTask(
             source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,

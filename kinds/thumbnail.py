@@ -60,7 +60,10 @@ class Thumbnail(Kind[AssetState]):
         )
 
     def render_call(self, job: RenderJob, settings: Settings) -> RenderCall:
-        from regen.imaging.render import ThumbnailTask, run_thumbnail_task  # imaging (Pillow, numpy) loads only where it renders
+        from regen.imaging.render import (  # imaging (Pillow, numpy) loads only where it renders
+            ThumbnailTask,
+            run_thumbnail_task,
+        )
 
         return run_thumbnail_task, ThumbnailTask(
             source_uri=job.source_uri, source_sha256=job.source_sha256, variant=job.variant,

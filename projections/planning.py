@@ -13,7 +13,6 @@ from regen.schemas.events import ImageFailed, ImageGenerated, Target
 from regen.schemas.jobs import RenderJob
 
 
-
 def idle_long_enough(last_change: float, now: float, idle_delay: float) -> bool:
     return now - last_change >= idle_delay
 

@@ -14,10 +14,8 @@ worker is reported by its new owner.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from regen.projections.state import Record, VideoState
 from regen.schemas.bounds import Count, Shape

@@ -12,13 +12,13 @@ entries are counted, not compared.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from regen.projections import folds
-from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
+from regen.projections import folds
+from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated
 from regen.schemas.jobs import DirtyFlag
 

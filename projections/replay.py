@@ -5,8 +5,8 @@ Pure: the caller reads the topics and the tables and publishes the requests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from regen.kinds import KINDS, kinds_following
 from regen.projections.repair import Checker

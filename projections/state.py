@@ -11,8 +11,19 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from regen.projections.throttled_log import ThrottledLog
-from regen.schemas.bounds import (Coordinate, Count, ErrorText, FrameNumber, Milliseconds, Pixels, Revision, Sha256,
-                            Shape, SourcePath, StorePath)
+from regen.schemas.bounds import (
+    Coordinate,
+    Count,
+    ErrorText,
+    FrameNumber,
+    Milliseconds,
+    Pixels,
+    Revision,
+    Sha256,
+    Shape,
+    SourcePath,
+    StorePath,
+)
 from regen.schemas.events import TargetKind
 from regen.schemas.exceptions import SchemaError
 from regen.schemas.typed import read_record

@@ -3,8 +3,8 @@ have too much pending."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from regen.projections.state import JobState, VideoState
 

@@ -12,8 +12,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from regen.schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Milliseconds,
-                            Pixels, Range, Revision, Sha256, ShortText, SourcePath, StorePath, Timestamp, Variant)
+from regen.schemas.bounds import (
+    INT32_MAX,
+    Coordinate,
+    Count,
+    ErrorText,
+    FrameNumber,
+    Id,
+    Length,
+    Milliseconds,
+    Pixels,
+    Range,
+    Revision,
+    Sha256,
+    ShortText,
+    SourcePath,
+    StorePath,
+    Timestamp,
+    Variant,
+)
 from regen.schemas.typed import read_record
 
 TargetKind = Literal["thumbnail", "composite"]

@@ -5,8 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
-from regen.schemas.bounds import (INT32_MAX, Coordinate, Count, ErrorText, FrameNumber, Id, Length, Range, Revision, ShortText,
-                            SourcePath, Timestamp, TimestampOrEmpty, Variant)
+from regen.schemas.bounds import (
+    INT32_MAX,
+    Coordinate,
+    Count,
+    ErrorText,
+    FrameNumber,
+    Id,
+    Length,
+    Range,
+    Revision,
+    ShortText,
+    SourcePath,
+    Timestamp,
+    TimestampOrEmpty,
+    Variant,
+)
 from regen.schemas.events import Event, Target
 
 Lane = Literal["interactive", "background"]

@@ -19,13 +19,24 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, fields, is_dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, Callable, Literal, TypeVar, Union
+from functools import cache
+from typing import Any, Literal, TypeVar, Union
 
-from regen.schemas.bounds import (INT64_MAX, INT64_MIN, MAX_ITEMS, MAX_SHORT_CHARS, IsoTimestamp, Length, MaxItems,
-                            Pattern, Range, Shape)
+from regen.schemas.bounds import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ITEMS,
+    MAX_SHORT_CHARS,
+    IsoTimestamp,
+    Length,
+    MaxItems,
+    Pattern,
+    Range,
+    Shape,
+)
 from regen.schemas.exceptions import SchemaError
 
 T = TypeVar("T")
@@ -52,7 +63,7 @@ def _refuse(where: str, expected: str, value: Any) -> SchemaError:
     return SchemaError(f"{where}: expected {expected}, got {_type_name(value)} {show(value)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reader(cls: type) -> Check:
     hints = typing.get_type_hints(cls, include_extras=True)
     plan = []
@@ -228,7 +239,7 @@ def _tuple(args: tuple, max_items: int) -> Check:
         _sequence(value, where, max_items)
         if len(value) != len(items):
             raise SchemaError(f"{where}: expected exactly {len(items)} items, got {len(value)}: {show(value)}")
-        return tuple(check(v, f"{where}[{i}]") for i, (check, v) in enumerate(zip(items, value)))
+        return tuple(check(v, f"{where}[{i}]") for i, (check, v) in enumerate(zip(items, value, strict=True)))
 
     return fixed
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -13,13 +13,13 @@ from regen.schemas.events import EVENT_TYPES, Event
 from regen.schemas.exceptions import SchemaError
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_for(event_name: str) -> dict[str, Any]:
     text = resources.files("regen.schemas").joinpath("json", f"{event_name}.json").read_text()
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(event_name: str) -> Draft202012Validator:
     return Draft202012Validator(schema_for(event_name), format_checker=Draft202012Validator.FORMAT_CHECKER)
 

@@ -20,8 +20,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -62,7 +62,7 @@ class ImageClient:
         self._waiting: dict[str, asyncio.Future[Completion]] = {}
         self._follower: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "ImageClient":
+    async def __aenter__(self) -> ImageClient:
         await self._publisher.__aenter__()
         try:
             await self._start_following()
@@ -117,7 +117,7 @@ class ImageClient:
         (waiter,) = await self.submit([request])
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._check_follower()
             raise RequestTimeout(
                 f"no answer to request {request.request_id} for {target} {request.variant} within {timeout:g} s: "
@@ -155,7 +155,7 @@ class ImageClient:
             while queue or pending:
                 if queue and len(pending) < window:
                     batch = [queue.pop() for _ in range(min(window - len(pending), len(queue)))]
-                    pending.update(zip(await self.submit(batch), (r.request_id for r in batch)))
+                    pending.update(zip(await self.submit(batch), (r.request_id for r in batch), strict=True))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
@@ -88,7 +89,8 @@ async def start_client(client: Any, settings: Settings, bootstrap: str) -> None:
 
 def connection_failure(settings: Settings, bootstrap: str, cause: str) -> str:
     protocol = settings.kafka_security_protocol
-    message = f"cannot connect to Kafka at {bootstrap} with {ENVIRONMENT['kafka_security_protocol']}={protocol}: {cause}"
+    message = (f"cannot connect to Kafka at {bootstrap} with "
+               f"{ENVIRONMENT['kafka_security_protocol']}={protocol}: {cause}")
     if protocol.startswith("SASL_"):
         message += (f". Check {ENVIRONMENT['kafka_sasl_username']} ({settings.kafka_sasl_username!r}), "
                     f"{ENVIRONMENT['kafka_sasl_password']} and {ENVIRONMENT['kafka_sasl_mechanism']} "

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Optional, Set, Tuple
+from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
@@ -78,7 +78,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             return False
         return super().ack(message)
 
-    async def _wait_next_records(self, timeout: float) -> Tuple[Optional[RecordMap], Optional[Set[TP]]]:
+    async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, set[TP] | None]:
         generation = self.app.consumer_generation_id
         records, active_partitions = await super()._wait_next_records(timeout)
         if records and self.app.consumer_generation_id != generation:
@@ -192,7 +192,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
         await super().seek(partition, offset)
         self._next_offsets()[partition] = offset
 
-    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._next_offsets().pop(tp, None)
             self._holes().pop(tp, None)

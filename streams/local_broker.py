@@ -21,10 +21,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 from regen.streams.exceptions import BrokerError
 
@@ -81,9 +81,12 @@ def ensure_jars(progress=print) -> Path:
         return libs
     java, mvn = shutil.which("java"), shutil.which("mvn")
     if java is None:
-        raise BrokerError("Java is not installed: the local Kafka broker needs a JDK 17 or newer (`apt-get install openjdk-17-jdk-headless`), or set KAFKA_BOOTSTRAP_SERVERS to a broker of yours")
+        raise BrokerError("Java is not installed: the local Kafka broker needs a JDK 17 or newer "
+                          "(`apt-get install openjdk-17-jdk-headless`), or set KAFKA_BOOTSTRAP_SERVERS "
+                          "to a broker of yours")
     if mvn is None:
-        raise BrokerError("Maven is not installed: it fetches Kafka's jars once (`apt-get install maven`), or set KAFKA_BOOTSTRAP_SERVERS to a broker of yours")
+        raise BrokerError("Maven is not installed: it fetches Kafka's jars once (`apt-get install maven`), "
+                          "or set KAFKA_BOOTSTRAP_SERVERS to a broker of yours")
     cache_dir().mkdir(parents=True, exist_ok=True)
     pom = cache_dir() / "pom.xml"
     pom.write_text(resources.files("regen.streams").joinpath("localkafka", "pom.xml").read_text())
@@ -258,7 +261,8 @@ def _wait_until_ready(info: BrokerInfo, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BrokerError(f"the Kafka broker exited with code {proc.returncode}; see {info.log_file}:\n{_tail(info.log_file)}")
+            raise BrokerError(f"the Kafka broker exited with code {proc.returncode}; see {info.log_file}:\n"
+                              f"{_tail(info.log_file)}")
         try:
             with socket.create_connection((host, int(port)), timeout=0.5):
                 if _metadata_ready(info.bootstrap):
@@ -266,7 +270,8 @@ def _wait_until_ready(info: BrokerInfo, proc: subprocess.Popen) -> None:
         except OSError:
             pass
         time.sleep(0.25)
-    raise BrokerError(f"the Kafka broker did not answer on {info.bootstrap} within {START_TIMEOUT_S:.0f} s; see {info.log_file}")
+    raise BrokerError(f"the Kafka broker did not answer on {info.bootstrap} within {START_TIMEOUT_S:.0f} s; "
+                      f"see {info.log_file}")
 
 
 def _metadata_ready(bootstrap: str) -> bool:

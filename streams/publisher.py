@@ -29,7 +29,7 @@ class Publisher:
         self.linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
 
-    async def __aenter__(self) -> "Publisher":
+    async def __aenter__(self) -> Publisher:
         await ensure_topics(self.settings, self.bootstrap)
         # acks=all and idempotence: an event the call returned for is on the
         # broker once, even if a request was retried.

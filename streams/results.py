@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -108,7 +108,7 @@ async def wait_for(settings: Settings, bootstrap: str, want: Callable[[Completio
 
     try:
         await asyncio.wait_for(collect(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     missing = expected - seen.keys()
     if missing:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
 
 from regen.streams.exceptions import ConfigError
 
@@ -158,7 +158,7 @@ class Settings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         defaults = cls()
@@ -171,7 +171,7 @@ class Settings:
         settings.validate()
         return settings
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         changed = replace(self, **changes)
         changed.validate()
         return changed

@@ -29,7 +29,8 @@ class TopicSpec:
 
 
 ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="AssetImported from publishers")
-BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,), description="BoundaryChanged from publishers")
+BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,),
+                               description="BoundaryChanged from publishers")
 IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
