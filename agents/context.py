@@ -17,10 +17,10 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from regen.agents.idle_candidates import IdleCandidates
 from regen.agents.metrics import Metrics
 from regen.agents.render_pool import RenderPool
+from regen.agents.tables import Tables
 from regen.kinds.base import Kind
 from regen.projections.activity import Activity
 from regen.projections.progress import BatchTracker
-from regen.projections.tables import Tables
 from regen.schemas.events import Event
 from regen.streams.codec import encode
 from regen.streams.settings import Settings

@@ -17,9 +17,9 @@ from regen.agents.projector import register_projector
 from regen.agents.render import register_render
 from regen.agents.render_pool import MemoryCap, RenderPool
 from regen.agents.sweeper import register_sweeper
+from regen.agents.tables import create_tables
 from regen.agents.videos import register_videos
-from regen.projections.tables import create_tables
-from regen.projections.views import register_views
+from regen.agents.views import register_views
 from regen.streams.admin import cluster_id, ensure_topics
 from regen.streams.app import create_app
 from regen.streams.connection import bootstrap_servers

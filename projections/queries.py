@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Protocol
+
 from regen.projections.activity import Activity
 from regen.projections.progress import BatchState, batch_view, video_view
 from regen.projections.signed_urls import image_url
 from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
-from regen.projections.tables import Tables
 
 MAX_ROWS = 20  # per list on the dashboard
+
+
+class Tables(Protocol):
+    """What the queries read: the tables as mappings of id -> row (the
+    workers' Faust tables on the service side, dicts in tests)."""
+
+    @property
+    def assets(self) -> Mapping[str, Any]: ...
+    @property
+    def jobs(self) -> Mapping[str, Any]: ...
+    @property
+    def annotations(self) -> Mapping[str, Any]: ...
+    @property
+    def videos(self) -> Mapping[str, Any]: ...
+    @property
+    def batches(self) -> Mapping[str, Any]: ...
 
 
 def asset_status(tables: Tables, asset_id: str) -> dict | None:

@@ -23,11 +23,11 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from regen.agents.tables import Tables
 from regen.imaging.store_files import StoreFileError, read_store_file
 from regen.projections.activity import Activity
 from regen.projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
 from regen.projections.signed_urls import IMAGE_URL_LIFETIME_S, image_url_key, signature_valid
-from regen.projections.tables import Tables
 from regen.streams.settings import Settings
 
 DASHBOARD_HTML = (Path(__file__).parent / "dashboard" / "index.html").read_text(encoding="utf-8")
