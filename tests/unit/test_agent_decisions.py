@@ -16,10 +16,10 @@ from regen.agents.context import WorkerContext
 from regen.agents.idle import schedule_idle
 from regen.agents.intake import on_image_requested, on_source_event
 from regen.agents.render import _start
+from regen.agents.tables import Tables
 from regen.kinds import KINDS
 from regen.projections.planning import generated_event
 from regen.projections.state import AnnotationState, AssetState, JobState
-from regen.projections.tables import Tables
 from regen.schemas.events import BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
 from regen.schemas.jobs import DirtyFlag, RenderJob
 from regen.streams.settings import Settings
