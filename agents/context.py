@@ -22,8 +22,8 @@ from regen.kinds.base import Kind
 from regen.projections.activity import Activity
 from regen.projections.progress import BatchTracker
 from regen.schemas.events import Event
+from regen.settings import Settings
 from regen.streams.codec import encode
-from regen.streams.settings import Settings
 from regen.streams.topics import TopicSpec, topic_name
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from regen.imaging.store_files import StoreFileError, read_store_file
 from regen.projections.activity import Activity
 from regen.projections.queries import annotation_status, asset_status, batch_status, job_status, overview, video_status
 from regen.projections.signed_urls import IMAGE_URL_LIFETIME_S, image_url_key, signature_valid
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 DASHBOARD_HTML = (Path(__file__).parent / "dashboard" / "index.html").read_text(encoding="utf-8")
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".png": "image/png",

@@ -20,10 +20,10 @@ from regen.agents.sweeper import register_sweeper
 from regen.agents.tables import create_tables
 from regen.agents.videos import register_videos
 from regen.agents.views import register_views
+from regen.settings import Settings
 from regen.streams.admin import cluster_id, ensure_topics
 from regen.streams.app import create_app
 from regen.streams.connection import bootstrap_servers
-from regen.streams.settings import Settings
 from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE, topic_name
 
 log = logging.getLogger(__name__)

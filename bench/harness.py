@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from regen.settings import Settings
 from regen.streams import local_broker
-from regen.streams.settings import Settings
 
 
 def free_port() -> int:

@@ -27,9 +27,9 @@ from bench.harness import broker, worker
 from bench.requests import make_photos
 from regen.cli.importer import scan
 from regen.cli.replay import replay
+from regen.settings import Settings
 from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
-from regen.streams.settings import Settings
 
 
 async def live(settings: Settings, bootstrap: str, events) -> float:

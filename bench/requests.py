@@ -30,10 +30,10 @@ from pathlib import Path
 from bench.harness import broker, worker
 from regen.cli.importer import scan
 from regen.schemas.events import ImageGenerated, Target
+from regen.settings import Settings
 from regen.streams.client import ImageClient
 from regen.streams.publisher import Publisher
 from regen.streams.results import follow_completions, wait_for
-from regen.streams.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"

@@ -31,9 +31,9 @@ from PIL import Image, ImageOps
 from bench.harness import broker, worker
 from regen.cli.importer import scan
 from regen.imaging.render import ThumbnailTask, run_thumbnail_task
+from regen.settings import Settings
 from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
-from regen.streams.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"

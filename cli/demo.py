@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from regen.cli import format as fmt
 from regen.cli.publishing import import_folder
+from regen.settings import ENVIRONMENT, Settings
 from regen.streams import local_broker
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import RegenError
 from regen.streams.results import wait_for
-from regen.streams.settings import ENVIRONMENT, Settings
 
 # A cold worker (JVM-free, but Faust, RocksDB and a rebalance) is ready in
 # about 5 s here; 60 s covers a slow first import of the Python packages.

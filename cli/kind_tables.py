@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from regen.kinds import KINDS
+from regen.settings import Settings
 from regen.streams.results import read_table
-from regen.streams.settings import Settings
 from regen.streams.topics import TOPIC_FOR_EVENT, TopicSpec
 
 # suffix -> topic, for every topic a kind's source events arrive on

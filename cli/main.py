@@ -24,8 +24,8 @@ from regen.imaging.errors import ImagingError
 from regen.kinds import KINDS
 from regen.kinds.base import Kind
 from regen.schemas.exceptions import SchemaError
+from regen.settings import ENVIRONMENT, Settings
 from regen.streams.exceptions import RegenError
-from regen.streams.settings import ENVIRONMENT, Settings
 
 EXIT_ERROR = 1
 

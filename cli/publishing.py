@@ -14,11 +14,11 @@ from regen.kinds import KINDS
 from regen.schemas.events import AssetImported, ImageFailed
 from regen.schemas.exceptions import SchemaError
 from regen.schemas.validation import parse_event
+from regen.settings import ENVIRONMENT, Settings
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import ConfigError
 from regen.streams.publisher import Publisher
 from regen.streams.results import end_offsets, follow_completions
-from regen.streams.settings import ENVIRONMENT, Settings
 from regen.streams.topics import IMAGES_RESULTS, topic_name
 
 # `regen import --follow` gives up after this long without any completion.

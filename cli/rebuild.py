@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 
 from regen.projections.rebuild import TABLES, Comparison, Projections, compare, rebuild
+from regen.settings import Settings
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.results import read_table, read_to_end
-from regen.streams.settings import Settings
 from regen.streams.topics import ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_RESULTS, topic_name
 
 # Everything the projections are folded from. Requests are not needed: every

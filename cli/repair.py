@@ -15,9 +15,9 @@ from regen.cli.kind_tables import read_kind_tables
 from regen.imaging.store import output_problem
 from regen.projections.repair import Damage, find_damage
 from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.settings import Settings
 from regen.streams.client import ImageClient
 from regen.streams.connection import bootstrap_servers
-from regen.streams.settings import Settings
 
 
 @dataclass

@@ -30,12 +30,12 @@ from regen.cli.kind_tables import KIND_SOURCE_TOPICS, read_kind_tables
 from regen.imaging.store import output_problem
 from regen.projections.replay import ReplayItem, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.settings import Settings
 from regen.streams.client import ImageClient
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import PoisonEvent, RegenError
 from regen.streams.results import read_to_end
-from regen.streams.settings import Settings
 from regen.streams.topics import topic_name
 
 SOURCE_TOPICS = KIND_SOURCE_TOPICS

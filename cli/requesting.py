@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 
 from regen.schemas.events import ImageFailed, ImageGenerated, Target
+from regen.settings import Settings
 from regen.streams.client import ImageClient, RequestTimeout, default_variant
 from regen.streams.connection import bootstrap_servers
-from regen.streams.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 State = TypeVar("State")
 Completion = ImageGenerated | ImageFailed

@@ -19,7 +19,7 @@ from regen.projections import folds
 from regen.projections.state import AnnotationState
 from regen.schemas.events import BoundaryChanged, Event, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob, job_id_for
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 
 def parse_crop(text: str | None) -> tuple[int, int, int, int] | None:

@@ -17,7 +17,7 @@ from regen.projections import folds
 from regen.projections.state import AssetState
 from regen.schemas.events import AssetImported, Event, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob, job_id_for
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 
 class Thumbnail(Kind[AssetState]):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from regen.kinds import KINDS
 from regen.schemas.events import Target
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 # (uri, bytes, sha256) -> "missing" | "truncated" | "changed" | None
 Checker = Callable[[str, int, str], "str | None"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from regen.kinds import KINDS, kinds_following
 from regen.projections.repair import Checker
 from regen.schemas.events import Event, Target
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 # table name -> target id -> row, as read from the tables' changelogs
 Rows = dict[str, dict[str, dict]]

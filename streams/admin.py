@@ -12,8 +12,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from regen.settings import Settings
 from regen.streams.connection import kafka_security, start_client
-from regen.streams.settings import Settings
 from regen.streams.topics import ALL_TOPICS, FOREVER, topic_name
 
 log = logging.getLogger(__name__)

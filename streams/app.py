@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import faust
 
+from regen.settings import Settings
 from regen.streams.connection import faust_credentials
 from regen.streams.consumer import RegenApp
-from regen.streams.settings import Settings
 from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
 
 

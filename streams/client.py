@@ -26,12 +26,12 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
+from regen.settings import Settings
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers, kafka_security, start_client
 from regen.streams.exceptions import PoisonEvent, RegenError
 from regen.streams.publisher import Publisher
 from regen.streams.results import topic_partitions
-from regen.streams.settings import Settings
 from regen.streams.topics import IMAGES_RESULTS, topic_name
 
 log = logging.getLogger(__name__)

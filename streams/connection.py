@@ -14,9 +14,9 @@ import faust
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from regen.settings import ENVIRONMENT, Settings
 from regen.streams import local_broker
 from regen.streams.exceptions import BrokerError, ConfigError
-from regen.streams.settings import ENVIRONMENT, Settings
 
 
 def bootstrap_servers(settings: Settings) -> str:

@@ -12,10 +12,10 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from regen.schemas.events import Event
+from regen.settings import Settings
 from regen.streams.admin import ensure_topics
 from regen.streams.codec import encode
 from regen.streams.connection import kafka_security, start_client
-from regen.streams.settings import Settings
 from regen.streams.topics import TOPIC_FOR_EVENT, TopicSpec, topic_name
 
 

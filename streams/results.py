@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.settings import Settings
 from regen.streams.codec import decode
 from regen.streams.connection import kafka_security, start_client
 from regen.streams.exceptions import BrokerError, PoisonEvent
-from regen.streams.settings import Settings
 from regen.streams.topics import IMAGES_RESULTS, TopicSpec, topic_name
 
 Completion = ImageGenerated | ImageFailed

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
 # recover from any outage, and they can be re-derived from the source topics.

@@ -29,8 +29,8 @@ from PIL import Image
 from regen.cli.importer import media_files, scan
 from regen.imaging.errors import CorruptImage, SourceTooLarge
 from regen.schemas.events import AssetImported, BoundaryChanged
+from regen.settings import Settings
 from regen.streams.publisher import Publisher
-from regen.streams.settings import Settings
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from regen.cli.samples import write_video
+from regen.settings import Settings
 from regen.streams import local_broker
-from regen.streams.settings import Settings
 from tests.helpers import WorkerProcess, free_port
 
 INTEGRATION = Path(__file__).resolve().parent

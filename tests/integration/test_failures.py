@@ -10,9 +10,9 @@ from PIL import Image
 
 from regen.cli.importer import scan
 from regen.schemas.events import ImageFailed, ImageGenerated
+from regen.settings import Settings
 from regen.streams import local_broker
 from regen.streams.results import follow_completions, wait_for
-from regen.streams.settings import Settings
 from tests.helpers import (
     BAD_OUTCOMES,
     WorkerProcess,

@@ -20,10 +20,10 @@ from PIL import Image
 
 from regen.cli.importer import scan
 from regen.schemas.events import ImageGenerated
+from regen.settings import Settings
 from regen.streams import local_broker
 from regen.streams.exceptions import BrokerError
 from regen.streams.results import wait_for
-from regen.streams.settings import Settings
 from tests.helpers import WorkerProcess, free_port, publish, run
 
 PASSWORD = "regen-s3cret"

@@ -22,7 +22,7 @@ from regen.projections.planning import generated_event
 from regen.projections.state import AnnotationState, AssetState, JobState
 from regen.schemas.events import BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
 from regen.schemas.jobs import DirtyFlag, RenderJob
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 THUMBNAIL, COMPOSITE = KINDS["thumbnail"], KINDS["composite"]
 

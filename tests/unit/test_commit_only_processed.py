@@ -10,9 +10,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
+from regen.settings import Settings
 from regen.streams.app import create_app
 from regen.streams.consumer import CommitOnlyProcessedConsumer
-from regen.streams.settings import Settings
 
 TOPIC = "regen-test.assets.imported"
 PARTITION = TP(TOPIC, 0)
@@ -147,7 +147,7 @@ async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monke
 
 
 def test_urgent_topics_are_delivered_first_and_each_partition_keeps_its_order(app):
-    from regen.streams.settings import Settings
+    from regen.settings import Settings
     from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
 
     settings = Settings.from_env({})

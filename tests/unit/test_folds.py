@@ -204,7 +204,7 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
                                revision=revision, source="v.mp4")
 
     events = [imported("a", "1"), moved("n", 2), imported("b", "2"), imported("a", "3"), moved("n", 1)]
-    from regen.streams.settings import Settings
+    from regen.settings import Settings
 
     items = replay_items(events, Settings(pregenerate_variants=("h400.jpg", "h400.webp"), composite_variant="full.png"))
     assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"),

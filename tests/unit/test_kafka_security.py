@@ -14,10 +14,10 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from regen.settings import Settings
 from regen.streams import local_broker
 from regen.streams.connection import connection_failure, faust_credentials, kafka_security
 from regen.streams.exceptions import BrokerError, ConfigError
-from regen.streams.settings import Settings
 
 SASL = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "regen",
         "KAFKA_SASL_PASSWORD": "pa55-word"}

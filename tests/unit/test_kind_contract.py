@@ -21,7 +21,7 @@ from regen.projections.planning import generated_event
 from regen.projections.repair import find_damage
 from regen.projections.replay import ReplayItem, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, Target
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 AT = "2026-01-01T00:00:00Z"
 

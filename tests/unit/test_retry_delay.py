@@ -1,5 +1,5 @@
 from regen.agents.render import retry_delay
-from regen.streams.settings import Settings
+from regen.settings import Settings
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():

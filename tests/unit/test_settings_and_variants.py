@@ -6,8 +6,8 @@ import pytest
 
 from regen.imaging.errors import InvalidVariant
 from regen.imaging.variants import parse_variant
+from regen.settings import ENVIRONMENT, Settings
 from regen.streams.exceptions import ConfigError
-from regen.streams.settings import ENVIRONMENT, Settings
 
 
 def test_defaults_are_valid():

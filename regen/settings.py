@@ -2,7 +2,8 @@
 
 Every environment variable regen reads is named in ``ENVIRONMENT`` below and
 nowhere else, so ``regen config`` can print all of them and a reader can find
-them in one place.
+them in one place. It sits at the top of the package, below no layer, so
+every layer (imaging, kinds, streams, agents, cli) may import it.
 """
 
 from __future__ import annotations
