@@ -62,17 +62,10 @@ class WorkerContext:
     def put_state(self, kind: Kind, target_id: str, state: Any) -> None:
         """Write a target's state into its kind's table (under the event being
         handled, so the changelog record lands in the target's partition)
-        and let batch progress know. A state that records its partition
-        (imports are reported per partition) gets the event's: every event
-        about a target is keyed by its id."""
-        partition = getattr(state, "partition", None)
-        if partition is not None:
-            event = faust.current_event()
-            if event is not None and event.message.partition >= 0 and event.message.partition != partition:
-                state = state.evolve(partition=event.message.partition)
+        and let batch progress know."""
         self.tables.of(kind.table)[target_id] = state.to_dict()
         if self.batches is not None:
-            self.batches.observe(state)
+            self.batches.observe(target_id, state)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         name = topic_name(self.settings, spec)

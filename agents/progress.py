@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from regen.agents.context import WorkerContext
 from regen.agents.handling import register_event_agent
@@ -15,7 +16,7 @@ from regen.agents.timers import guarded_timer
 from regen.projections.progress import BatchState, BatchTracker, batch_shard_reported
 from regen.projections.state import AssetState
 from regen.schemas.jobs import BatchShard
-from regen.streams.topics import ASSETS_IMPORTED, BATCH_PROGRESS, topic_name
+from regen.streams.topics import ASSETS_IMPORTED, BATCH_PROGRESS, partition_for, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ REPORT_EVERY_S = 1.0
 
 
 def register_progress(ctx: WorkerContext) -> None:
-    ctx.batches = BatchTracker(ctx.settings.pregenerate_variants)
+    ctx.batches = BatchTracker(ctx.settings.pregenerate_variants,
+                               partial(partition_for, partitions=ctx.settings.partitions))
     register_event_agent(ctx, BATCH_PROGRESS, "batch-progress", on_batch_shard)
     owned: dict[str, frozenset[int]] = {"partitions": frozenset()}
 
@@ -35,10 +37,11 @@ def register_progress(ctx: WorkerContext) -> None:
         if partitions != owned["partitions"]:
             # After a rebalance: forget what moved away, learn what moved here.
             ctx.batches.forget_partitions(set(partitions))
-            for value in ctx.tables.assets.values():
+            arrived = partitions - owned["partitions"]
+            for asset_id, value in ctx.tables.assets.items():
                 asset = AssetState.from_dict(value)
-                if asset is not None and asset.partition in partitions - owned["partitions"]:
-                    ctx.batches.observe(asset)
+                if asset is not None and partition_for(asset_id, ctx.settings.partitions) in arrived:
+                    ctx.batches.observe(asset_id, asset)
             owned["partitions"] = partitions
         for shard in ctx.batches.take_changed(time.time()):
             await ctx.emit(BATCH_PROGRESS, shard)

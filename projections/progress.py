@@ -14,6 +14,7 @@ worker is reported by its new owner.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -35,17 +36,18 @@ class _Item:
 class BatchTracker:
     """Per worker: batch -> partition -> (asset, variant) -> status."""
 
-    def __init__(self, variants: tuple[str, ...]) -> None:
+    def __init__(self, variants: tuple[str, ...], partition_of: Callable[[str], int]) -> None:
         self._variants = variants
+        self._partition_of = partition_of  # target id -> the partition its events are in
         self._items: dict[str, dict[int, dict[tuple[str, str], _Item]]] = {}
         self._changed: set[tuple[str, int]] = set()
 
-    def observe(self, asset: Any) -> None:
+    def observe(self, target_id: str, asset: Any) -> None:
         """A target's new state: only imports of a batch (states with a
-        batch_id and the partition they live in) count toward a batch."""
-        partition = getattr(asset, "partition", -1)
-        if not getattr(asset, "batch_id", None) or partition < 0:
+        batch_id and per-variant statuses) count toward a batch."""
+        if not getattr(asset, "batch_id", None) or not hasattr(asset, "variant"):
             return
+        partition = self._partition_of(target_id)
         items = self._items.setdefault(asset.batch_id, {}).setdefault(partition, {})
         for variant in self._variants:
             entry = asset.variant(variant)

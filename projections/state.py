@@ -127,8 +127,6 @@ class AssetState(Record):
     batch_id: str | None = None
     captured_at: str | None = None
     variants: dict[str, Annotated[dict, Shape(VariantState)]] = field(default_factory=dict)
-    # The Kafka partition its events live in (batch progress is reported per partition).
-    partition: int = -1
 
     def variant(self, name: str) -> VariantState | None:
         return VariantState.from_dict(self.variants.get(name))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from regen.settings import Settings
@@ -68,3 +70,10 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
 
 def topic_name(settings: Settings, spec: TopicSpec) -> str:
     return settings.topic(spec.suffix)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition a keyed event lands in: Kafka's default partitioner
+    (murmur2 of the key bytes), which Faust's producer, aiokafka's and Java
+    clients use alike, and which the README asks other publishers to use."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -6,6 +6,12 @@ from regen.projections.progress import BatchState, BatchTracker, batch_shard_rep
 from regen.projections.state import AssetState
 
 VARIANTS = ("h400.jpg", "h400.webp")
+PLACED: dict[str, int] = {}  # asset id -> the partition its events are in, as a test places it
+
+
+def observe(tracker: BatchTracker, state: AssetState, partition: int) -> None:
+    PLACED[state.asset_id] = partition
+    tracker.observe(state.asset_id, state)
 
 
 def asset(asset_id: str, batch: str = "b1", revision: int = 1, **statuses: str) -> AssetState:
@@ -17,30 +23,30 @@ def asset(asset_id: str, batch: str = "b1", revision: int = 1, **statuses: str) 
 
 
 def test_the_tracker_reports_only_changed_shards_with_counts_and_failures():
-    tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a").evolve(partition=0))
-    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed").evolve(partition=1))
+    tracker = BatchTracker(VARIANTS, PLACED.__getitem__)
+    observe(tracker, asset("a"), 0)
+    observe(tracker, asset("b", h400_jpg="completed", h400_webp="failed"), 1)
     shards = {s.partition: s for s in tracker.take_changed(at=10.0)}
     assert (shards[0].total, shards[0].pending) == (2, 2)
     assert (shards[1].completed, shards[1].failed) == (1, 1)
     assert shards[1].failures == ({"asset_id": "b", "variant": "h400.webp", "error": "boom"},)
     assert tracker.take_changed(at=11.0) == []
-    tracker.observe(asset("b", h400_jpg="completed", h400_webp="failed").evolve(partition=1))  # the same again
+    observe(tracker, asset("b", h400_jpg="completed", h400_webp="failed"), 1)  # the same again
     assert tracker.take_changed(at=12.0) == []
-    tracker.observe(asset("a", h400_jpg="running").evolve(partition=0))  # still pending: no change to report
+    observe(tracker, asset("a", h400_jpg="running"), 0)  # still pending: no change to report
     assert tracker.take_changed(at=13.0) == []
 
 
 def test_an_asset_without_a_batch_is_not_tracked():
-    tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a", batch=None).evolve(partition=0))
+    tracker = BatchTracker(VARIANTS, PLACED.__getitem__)
+    observe(tracker, asset("a", batch=None), 0)
     assert tracker.take_changed(at=1.0) == []
 
 
 def test_shards_replace_each_other_so_repeats_never_count_twice():
-    tracker = BatchTracker(VARIANTS)
-    tracker.observe(asset("a", h400_jpg="completed").evolve(partition=0))
-    tracker.observe(asset("b").evolve(partition=3))
+    tracker = BatchTracker(VARIANTS, PLACED.__getitem__)
+    observe(tracker, asset("a", h400_jpg="completed"), 0)
+    observe(tracker, asset("b"), 3)
     state = None
     for shard in tracker.take_changed(at=100.0):
         state = batch_shard_reported(state, shard)
@@ -52,11 +58,11 @@ def test_shards_replace_each_other_so_repeats_never_count_twice():
 
 
 def progress_over_time(done_per_second: list[int], total: int = 10) -> BatchState:
-    tracker = BatchTracker(("v.jpg",))
+    tracker = BatchTracker(("v.jpg",), PLACED.__getitem__)
     state: BatchState | None = None
     for second, done in enumerate(done_per_second):
         for i in range(total):
-            tracker.observe(asset(f"a{i}", **({"v_jpg": "completed"} if i < done else {})).evolve(partition=0))
+            observe(tracker, asset(f"a{i}", **({"v_jpg": "completed"} if i < done else {})), 0)
         for shard in tracker.take_changed(at=1000.0 + second):
             state = batch_shard_reported(state, shard)
     return state
@@ -86,3 +92,14 @@ def test_activity_counts_events_per_second_and_keeps_the_latest_items():
     for i in range(20):
         activity.generated(f"thumbnail:a{i}", "h400.jpg", f"u{i}", 10, 10, "t")
     assert len(activity.recent_images) == 12 and activity.recent_images[0]["target"] == "thumbnail:a19"
+
+
+def test_an_assets_partition_is_computed_as_the_producer_places_its_events():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from regen.streams.topics import partition_for
+
+    for key in ("a1", "photo-42", "x" * 300, "ünïcode", ""):
+        for partitions in (1, 4, 7):
+            everything = list(range(partitions))
+            assert partition_for(key, partitions) == DefaultPartitioner()(key.encode(), everything, everything)
