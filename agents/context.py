@@ -107,7 +107,7 @@ class WorkerContext:
             await self._send_all_durably(sends)
 
     async def _send_all_durably(self, sends: list[tuple]) -> None:
-        futures = []
+        futures: list[Any] = []  # a send's future, or None if it could not be queued
         for topic, key, value, headers, _ in sends:  # queued in order: per-partition order is kept
             try:
                 futures.append(await self.app.producer.send(topic, key, value, partition=None, timestamp=None,

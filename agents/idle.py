@@ -39,7 +39,7 @@ def register_idle_scheduler(ctx: WorkerContext) -> None:
 
 
 async def schedule_idle(ctx: WorkerContext) -> None:
-    if not ctx.app.tables.recovery.completed.is_set():
+    if not ctx.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
         return
     if not ctx.idle.loaded:
         _load_candidates(ctx)

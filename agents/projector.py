@@ -24,7 +24,7 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
         return  # a refused request (unknown target or variant): no job to fold
     jobs = ctx.tables.jobs
     job = JobState.from_dict(jobs.get(event.job_id))
-    folded = (folds.job_generated if isinstance(event, ImageGenerated) else folds.job_failed)(job, event)
+    folded = folds.job_generated(job, event) if isinstance(event, ImageGenerated) else folds.job_failed(job, event)
     if folded != job:  # the render agent has usually folded it already
         jobs[event.job_id] = folded.to_dict()
     await _fold_into_target(ctx, event)

@@ -35,10 +35,11 @@ from regen.agents.handling import as_current_event, register_event_agent
 from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from regen.imaging.render import RenderOutcome
 from regen.kinds import KINDS
+from regen.kinds.base import Completion
 from regen.projections import folds
 from regen.projections.planning import generated_event, stored_outcome
 from regen.projections.state import JobState
-from regen.schemas.events import Event, ImageFailed, ImageGenerated
+from regen.schemas.events import Event, FailureReason, ImageFailed, ImageGenerated
 from regen.schemas.jobs import RenderJob
 from regen.streams.codec import decode, now_iso
 from regen.streams.exceptions import PoisonEvent
@@ -75,17 +76,19 @@ def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
 
 async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
     accepted: list[tuple[Any, RenderJob]] = []
-    retold: list[tuple[Any, Event]] = []
+    retold: list[tuple[Any, Completion]] = []
     for event in batch:
         try:
-            job, _ = decode(event.message.value, event.message.headers, (RenderJob,))
+            decoded, _ = decode(event.message.value, event.message.headers, (RenderJob,))
+            assert isinstance(decoded, RenderJob)  # the one type the lanes accept
+            job = decoded
             ctx.metrics.events_in.labels("RenderJob").inc()
             ctx.activity.event_in(time.time())
             with as_current_event(event):
                 decision = _start(ctx, job)
             if decision == "render":
                 accepted.append((event, job))
-            elif decision is not None:
+            elif isinstance(decision, (ImageGenerated, ImageFailed)):
                 retold.append((event, decision))
         except Exception as e:  # noqa: BLE001 - the batch is acked whatever happens: record why
             if not isinstance(e, PoisonEvent):
@@ -159,7 +162,7 @@ def _count(ctx: WorkerContext, outcome: Event | Retry) -> None:
         ctx.metrics.renders.labels(f"failed_{outcome.reason}").inc()
 
 
-def _finish(ctx: WorkerContext, job: RenderJob, completion: Event) -> Event:
+def _finish(ctx: WorkerContext, job: RenderJob, completion: Completion) -> Completion:
     """Name every request that joined the job, and fold the outcome into the
     jobs table in the same step (no await in between): from here on a new
     request for the target is answered from the finished job instead of
@@ -167,12 +170,13 @@ def _finish(ctx: WorkerContext, job: RenderJob, completion: Event) -> Event:
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
     joined = current.request_ids if current is not None else ()
     completion = replace(completion, request_ids=tuple(dict.fromkeys((*job.request_ids, *joined))))
-    fold = folds.job_generated if isinstance(completion, ImageGenerated) else folds.job_failed
-    ctx.tables.jobs[job.job_id] = fold(current, completion).to_dict()
+    folded = folds.job_generated(current, completion) if isinstance(completion, ImageGenerated) \
+        else folds.job_failed(current, completion)
+    ctx.tables.jobs[job.job_id] = folded.to_dict()
     return completion
 
 
-def _start(ctx: WorkerContext, job: RenderJob) -> str | Event | None:
+def _start(ctx: WorkerContext, job: RenderJob) -> str | Completion | None:
     """"render" to mark the job running and render it; None if it needs no
     render (superseded); or the completion a finished job already had, to
     emit again: its lane message came back after a crash or a rebalance, and
@@ -210,9 +214,10 @@ class Retry:
     message: str
 
 
-async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]) -> Event | Retry:
+async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]) -> Completion | Retry:
     settings = ctx.settings
     fn, task = KINDS[job.target.kind].render_call(job, settings)
+    final_reason: FailureReason  # set by whichever retriable failure happens
     if settings.fault_hang_pattern:
         fn = HangIf(settings.fault_hang_pattern, fn)
     if settings.fault_swap_to:
@@ -260,7 +265,7 @@ async def forward_when_due(ctx: WorkerContext, job: RenderJob) -> None:
     await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
 
 
-def _failed(job: RenderJob, reason: str, code: str, message: str, attempt: int) -> ImageFailed:
+def _failed(job: RenderJob, reason: FailureReason, code: str, message: str, attempt: int) -> ImageFailed:
     log.warning("job %s failed (%s, %s): %s", job.job_id, reason, code, message)
     return ImageFailed(target=job.target, variant=job.variant, revision=job.revision, job_id=job.job_id,
                        reason=reason, error_code=code, error=message, attempts=attempt, failed_at=now_iso())

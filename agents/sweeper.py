@@ -19,6 +19,7 @@ from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
 from regen.projections.state import JobState, VideoState
 from regen.projections.sweeping import stuck_jobs, videos_over
+from regen.schemas.jobs import Lane
 from regen.streams.codec import now_iso
 from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
 
@@ -72,8 +73,10 @@ async def sweep(ctx: WorkerContext, memory: SweeperMemory) -> None:
 def _rebuild(ctx: WorkerContext, job: JobState):
     """The same job (same id, revision and lane) from the current projections."""
     kind = KINDS.get(job.target_kind)
-    state = kind.read(ctx.tables.of(kind.table).get(job.target_id)) if kind is not None else None
+    if kind is None:
+        return None
+    state = kind.read(ctx.tables.of(kind.table).get(job.target_id))
     if state is None or kind.revision(state) != job.revision:
         return None
-    lane = "interactive" if job.lane == "interactive" else "background"
+    lane: Lane = "interactive" if job.lane == "interactive" else "background"
     return kind.plan(state, job.variant, lane, now_iso(), request_ids=job.request_ids)

@@ -28,8 +28,8 @@ class Tables:
 
 def create_tables(app: faust.App) -> Tables:
     def table(name: str, help: str) -> faust.Table:
-        schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
-        return app.Table(name, default=None, schema=schema, help=help)
+        schema: faust.Schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+        return app.Table(name, default=None, schema=schema, help=help)  # type: ignore[return-value]
 
     return Tables(
         assets=table("assets", "asset_id -> asset record with per-variant status"),

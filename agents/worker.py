@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from typing import cast
 
 import faust
 
@@ -20,6 +21,7 @@ from regen.agents.sweeper import register_sweeper
 from regen.agents.tables import create_tables
 from regen.agents.videos import register_videos
 from regen.agents.views import register_views
+from regen.schemas.jobs import Lane
 from regen.settings import Settings
 from regen.streams.admin import cluster_id, ensure_topics
 from regen.streams.app import create_app
@@ -48,7 +50,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     def health() -> dict:
         # Ready once table recovery has caught up with the changelogs: until
         # then projections answer with stale or missing state.
-        recovery = app.tables.recovery
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # faust's TableManager has it; its type does not
         if recovery.crashed:
             state = "crashed"
         elif recovery.completed.is_set():
@@ -65,13 +67,13 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     return ctx
 
 
-def lane_depths(ctx: WorkerContext) -> list[tuple[str, int]]:
+def lane_depths(ctx: WorkerContext) -> list[tuple[Lane, int]]:
     """Per lane: lag of this worker's partitions (end offset minus committed)
     plus the jobs waiting for a render process."""
     monitor = ctx.app.monitor
     depths = []
     for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
-        name, lane = topic_name(ctx.settings, spec), spec.suffix.rsplit(".", 1)[1]
+        name, lane = topic_name(ctx.settings, spec), cast(Lane, spec.suffix.rsplit(".", 1)[1])
         lag = sum(max(0, end - monitor.tp_committed_offsets.get(tp, 0))
                   for tp, end in list(monitor.tp_end_offsets.items()) if tp.topic == name)
         depths.append((lane, lag + ctx.pool.waiting(lane)))

@@ -67,7 +67,7 @@ async def import_folder(settings: Settings, folder: Path, batch_id: str | None, 
     return counts
 
 
-async def follow_import(settings: Settings, bootstrap: str, asset_ids: list[str], start_offsets: dict[int, int],
+async def follow_import(settings: Settings, bootstrap: str, asset_ids: list[str], start_offsets: dict[int, int] | None,
                         show_bar: bool) -> dict:
     """Wait for every pre-generated variant of the imported assets, with a
     progress bar (rate, ETA); the outcome counts and the failures."""

@@ -17,7 +17,7 @@ from regen.imaging.composite import composite, sample_frames, span_digest
 from regen.imaging.errors import SourceChanged
 from regen.imaging.frames import decode_folder_span, decode_video_span, read_folder_span
 from regen.imaging.limits import Limits
-from regen.imaging.source import OpenFolder, open_source
+from regen.imaging.source import OpenFile, OpenFolder, open_source
 from regen.imaging.store import composite_path, thumbnail_path, write_atomically
 from regen.imaging.thumbnails import encode, is_video, render_thumbnail_of
 from regen.imaging.variants import parse_variant
@@ -53,6 +53,7 @@ def run_thumbnail_task(task: ThumbnailTask) -> RenderOutcome:
     started = time.perf_counter()
     variant = parse_variant(task.variant)
     with open_source(task.source_uri, task.media_roots, task.limits) as source:
+        assert isinstance(source, OpenFile)  # folders are refused without allow_folder
         video = is_video(source.name, task.media_type)
         # A photo is read into memory once: hashed and decoded from the same
         # bytes. A video is hashed from the descriptor and decoded from it,
@@ -132,15 +133,15 @@ def run_composite_task(task: CompositeTask) -> CompositeOutcome:
     sampled = len(wanted) < task.end_frame - task.start_frame + 1
     with open_source(task.source_uri, task.media_roots, task.limits, allow_folder=True) as source:
         span = read_folder_span(source, wanted, task.limits) if isinstance(source, OpenFolder) else None
-        content = span.digest() if span is not None else source.sha256()
+        content = source.sha256() if isinstance(source, OpenFile) else span.digest()  # type: ignore[union-attr]
         out = composite_path(task.image_store, span_digest(content, task.start_frame, task.end_frame,
                                                            task.crop, task.max_frames), variant.name)
         if not task.force:
             existing = existing_output(out, started)
             if existing is not None:
                 return CompositeOutcome(**vars(existing), frames=tuple(wanted), sampled=sampled)
-        frames = decode_folder_span(span, task.crop, task.limits) if span is not None else \
-            decode_video_span(source, wanted, task.crop, task.limits)
+        frames = decode_video_span(source, wanted, task.crop, task.limits) if isinstance(source, OpenFile) \
+            else decode_folder_span(span, task.crop, task.limits)  # type: ignore[arg-type]  # span: read above
     del span
     result = composite(frames, wanted, (task.start_frame, task.end_frame))
     del frames

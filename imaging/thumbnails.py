@@ -27,7 +27,7 @@ try:  # HEIC/HEIF support is optional at import time so a broken wheel cannot st
 
     pillow_heif.register_heif_opener()
 except ImportError:  # pragma: no cover - declared as a dependency
-    pillow_heif = None
+    pillow_heif = None  # type: ignore[assignment]
 
 # Truncated files are errors, never silently grey-padded thumbnails.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target
+from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target, TargetKind
 from regen.schemas.jobs import Lane, RenderJob
 from regen.settings import Settings
 
@@ -53,7 +53,7 @@ class Kind(ABC, Generic[State]):
     implement the abstract methods; the defaults suit a kind whose state
     needs no update while its jobs are queued or running."""
 
-    name: ClassVar[str]  # Target.kind, and the word in `regen get NAME` and `regen render NAME`
+    name: ClassVar[TargetKind]  # Target.kind, and the word in `regen get NAME` and `regen render NAME`
     table: ClassVar[str]  # the table holding its targets' state, keyed by target id
     noun: ClassVar[str]  # what a target id names, for messages: "asset"
     never_known: ClassVar[str]  # why an unknown target is unknown: "has never been imported"

@@ -91,7 +91,7 @@ class Composite(Kind[AnnotationState]):
 
         return run_composite_task, CompositeTask(
             source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,
-            crop=tuple(job.crop) if job.crop else None, variant=job.variant, media_roots=settings.media_roots,
+            crop=job.crop, variant=job.variant, media_roots=settings.media_roots,
             image_store=Path(settings.image_store), limits=settings.limits(),
             max_frames=settings.composite_max_frames, force=job.force)
 

@@ -8,6 +8,8 @@ late never overwrites a newer result.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from regen.projections.state import AnnotationState, AssetState, JobState, VariantState, VideoState
 from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
 from regen.schemas.jobs import DirtyFlag, RenderJob
@@ -177,7 +179,7 @@ def boundary_changed(state: AnnotationState | None, event: BoundaryChanged, at: 
     return AnnotationState(
         annotation_id=event.annotation_id, video_id=event.video_id, source=event.source,
         start_frame=event.start_frame, end_frame=event.end_frame,
-        crop=tuple(event.crop) if event.crop else None, wanted_revision=event.revision,
+        crop=event.crop, wanted_revision=event.revision,
         last_change_at=at, rendered_revision=rendered, dirty=event.revision > rendered,
         rendered_at=state.rendered_at if state else None, output=state.output if state else None,
         frames_used=state.frames_used if state else None,
@@ -204,7 +206,7 @@ def annotation_failed(state: AnnotationState, event: ImageFailed) -> AnnotationS
     return state.evolve(failed_revision=event.revision, last_error=f"{event.reason}: {event.error}")
 
 
-def annotation_status(state: AnnotationState) -> str:
+def annotation_status(state: AnnotationState) -> Literal["dirty", "failed", "current"]:
     if not state.dirty:
         return "current"
     return "failed" if state.failed_revision >= state.wanted_revision else "dirty"

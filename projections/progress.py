@@ -66,7 +66,7 @@ class BatchTracker:
     def shard(self, batch_id: str, partition: int, at: float) -> BatchShard:
         items = self._items.get(batch_id, {}).get(partition, {})
         counts = {"completed": 0, "failed": 0, "pending": 0}
-        failures = []
+        failures: list[dict] = []
         for (asset_id, variant), item in sorted(items.items()):
             counts[item.status] += 1
             if item.status == "failed" and len(failures) < MAX_FAILURES:

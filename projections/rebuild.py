@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
 from regen.projections import folds
-from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.projections.state import AnnotationState, AssetState, JobState, Record, VideoState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated
 from regen.schemas.jobs import DirtyFlag
 
@@ -53,8 +53,8 @@ def rebuild(events: Iterable[Event], at: str = "") -> Projections:
 
 def _completion(p: Projections, event: ImageGenerated | ImageFailed) -> None:
     job = JobState.from_dict(p.jobs.get(event.job_id))
-    generated = isinstance(event, ImageGenerated)
-    p.jobs[event.job_id] = (folds.job_generated(job, event) if generated else folds.job_failed(job, event)).to_dict()
+    folded = folds.job_generated(job, event) if isinstance(event, ImageGenerated) else folds.job_failed(job, event)
+    p.jobs[event.job_id] = folded.to_dict()
     kind = KINDS[event.target.kind]
     before = kind.read(p.table(kind.table).get(event.target.id))
     if before is not None:
@@ -72,7 +72,8 @@ def _target_changed(p: Projections, kind: Kind, target_id: str, before, after) -
 # --- comparison --------------------------------------------------------------
 
 IN_FLIGHT = frozenset({"pending", "running", "retrying"})
-_ROW_TYPES = {"assets": AssetState, "jobs": JobState, "annotations": AnnotationState, "videos": VideoState}
+_ROW_TYPES: dict[str, type[Record]] = {"assets": AssetState, "jobs": JobState, "annotations": AnnotationState,
+                                       "videos": VideoState}
 
 
 def comparable(table: str, value: dict) -> dict | None:

@@ -49,4 +49,6 @@ def intact_in_store(item: ReplayItem, rows: Rows, check: Checker) -> bool:
     kind = KINDS[item.target.kind]
     state = kind.read(rows.get(kind.table, {}).get(item.target.id))
     output = kind.current_output(state, item.variant) if state is not None else None
-    return bool(output) and check(output["uri"], output["bytes"], output["sha256"]) is None
+    if not output:
+        return False
+    return check(output["uri"], output["bytes"], output["sha256"]) is None

@@ -168,7 +168,7 @@ class Settings:
             if name in env and env[name] != "":
                 values[f.name] = _parse(f.name, name, env[name], getattr(defaults, f.name))
         values.update(overrides)
-        settings = cls(**values)
+        settings = cls(**values)  # type: ignore[arg-type]  # each value parsed to its field's type by _parse
         settings.validate()
         return settings
 

@@ -34,6 +34,8 @@ from regen.schemas.bounds import (
 from regen.schemas.typed import read_record
 
 TargetKind = Literal["thumbnail", "composite"]
+# permanent: no retry can help; exhausted: retries ran out; timeout: killed at the render timeout, every attempt
+FailureReason = Literal["permanent", "exhausted", "timeout"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Event:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items()}
+        return {k: v for k, v in asdict(self).items()}  # type: ignore[call-overload]  # every Event is a dataclass
 
     @classmethod
     def from_dict(cls, body: Any):
@@ -148,7 +150,7 @@ class ImageFailed(Event):
     variant: Variant
     revision: Revision
     job_id: ShortText  # "" for a refused request: no job
-    reason: Literal["permanent", "exhausted", "timeout"]
+    reason: FailureReason
     error_code: ShortText
     error: ErrorText
     attempts: Count

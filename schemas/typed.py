@@ -45,7 +45,7 @@ Check = Callable[[Any, str], Any]  # (value, where) -> the value as the record h
 
 def read_record(cls: type[T], body: Any) -> T:
     """``cls`` built from ``body``, or SchemaError naming the field and what is valid."""
-    return _reader(cls)(body, cls.__name__)
+    return _reader(cls)(body, cls.__name__)  # type: ignore[arg-type]  # a class is hashable
 
 
 def show(value: Any, limit: int = 60) -> str:

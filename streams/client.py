@@ -105,7 +105,8 @@ class ImageClient:
                         completion, _ = decode(record.value, record.headers, IMAGES_RESULTS.event_types)
                     except PoisonEvent:
                         continue
-                    for request_id in completion.request_ids:  # type: ignore[union-attr]
+                    assert isinstance(completion, (ImageGenerated, ImageFailed))  # what the topic carries
+                    for request_id in completion.request_ids:
                         waiter = self._waiting.get(request_id)
                         if waiter is not None and not waiter.done():
                             waiter.set_result(completion)  # type: ignore[arg-type]

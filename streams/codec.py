@@ -104,10 +104,11 @@ def decode(value: bytes | None, headers, expected: Sequence[type[Event]],
     if ce_type is None:
         cls = expected[0]
     else:
-        cls = _BY_CE_TYPE.get(ce_type)
-        if cls is None or cls not in expected:
+        named = _BY_CE_TYPE.get(ce_type)
+        if named is None or named not in expected:
             allowed = ", ".join(c.ce_type for c in expected)
             raise PoisonEvent(f"ce_type {ce_type!r} is not accepted on this topic (expected {allowed})")
+        cls = named
     if value is None:
         raise PoisonEvent("message has no value (tombstone) where an event was expected")
     try:

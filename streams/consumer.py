@@ -153,7 +153,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     def _delivery_rank(self, item: tuple[TP, Any]) -> int:
-        return 0 if item[0].topic in self.app.urgent_topics else 1
+        return 0 if item[0].topic in self.app.urgent_topics else 1  # type: ignore[attr-defined]  # RegenApp's
 
     async def _next_in_sequence(self, tp: TP, offset: int) -> bool:
         """Whether ``offset`` is the next one to deliver for ``tp``; if it

@@ -7,6 +7,7 @@ on the event's topic, keyed by its entity id, with CloudEvents headers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
@@ -50,7 +51,7 @@ class Publisher:
         await self.send_raw(topic or TOPIC_FOR_EVENT[type(event)], envelope.key, envelope.value, envelope.headers)
         return envelope.ce_id
 
-    async def publish_many(self, events: list[Event]) -> list[str]:
+    async def publish_many(self, events: Sequence[Event]) -> list[str]:
         """Publish a batch: every send is queued at once and acked together,
         instead of one round trip per event."""
         assert self._producer is not None, "use Publisher as an async context manager"
