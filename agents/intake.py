@@ -46,7 +46,7 @@ INTAKE_BATCH = 200
 def register_intake(ctx: WorkerContext) -> None:
     source_topics = {TOPIC_FOR_EVENT[event_type] for kind in KINDS.values() for event_type in kind.source_events}
     for spec in sorted(source_topics, key=lambda s: s.suffix):
-        register_event_agent(ctx, spec, f"intake-{spec.suffix.replace('.', '-')}", on_source_event,
+        register_event_agent(ctx, spec, f"{spec.suffix.split('.')[0]}-intake", on_source_event,
                              batch=INTAKE_BATCH)
     register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested, batch=INTAKE_BATCH)
 
