@@ -16,13 +16,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target, TargetKind
 from regen.schemas.jobs import Lane, RenderJob
 from regen.settings import Settings
 
 State = TypeVar("State")
+Schedule = Literal["at once", "when idle"]
 Completion = ImageGenerated | ImageFailed
 # The function a render process runs and its picklable argument.
 RenderCall = tuple[Callable[[Any], Any], Any]
@@ -61,7 +62,7 @@ class Kind(ABC, Generic[State]):
     # "at once": standing variants are queued as the source event is folded
     # (imports); "when idle": once nobody has changed the source for
     # REGEN_IDLE_DELAY (a hundred quick boundary edits give one render).
-    schedule: ClassVar[str]
+    schedule: ClassVar[Schedule]
 
     # --- state ---------------------------------------------------------------
 
