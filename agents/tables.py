@@ -8,22 +8,34 @@ table partition on the worker that owns the entity's partition.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
+
+from regen.kinds import KINDS
 
 
 @dataclass
 class Tables:
-    assets: faust.Table  # asset_id -> AssetState
     jobs: faust.Table  # job_id -> JobState
-    annotations: faust.Table  # annotation_id -> AnnotationState
     videos: faust.Table  # video_id -> VideoState (the video's dirty annotations)
     batches: faust.Table  # batch_id -> BatchState (per-partition progress shards)
+    # Every kind's table of its targets' state, by the name the kind gives
+    # (assets, annotations, ...): a new kind with a table of its own needs
+    # nothing here.
+    by_kind: dict[str, faust.Table] = field(default_factory=dict)
 
     def of(self, name: str) -> faust.Table:
         """A table by name: a kind names the table of its targets' state."""
-        return getattr(self, name)
+        return self.by_kind[name] if name in self.by_kind else getattr(self, name)
+
+    @property
+    def assets(self) -> faust.Table:  # asset_id -> AssetState (queries and batch progress read it by name)
+        return self.by_kind["assets"]
+
+    @property
+    def annotations(self) -> faust.Table:  # annotation_id -> AnnotationState
+        return self.by_kind["annotations"]
 
 
 def create_tables(app: faust.App) -> Tables:
@@ -31,10 +43,13 @@ def create_tables(app: faust.App) -> Tables:
         schema: faust.Schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
         return app.Table(name, default=None, schema=schema, help=help)  # type: ignore[return-value]
 
+    by_kind: dict[str, faust.Table] = {}
+    for kind in KINDS.values():
+        if kind.table not in by_kind:
+            by_kind[kind.table] = table(kind.table, f"{kind.noun} id -> its state ({kind.name})")
     return Tables(
-        assets=table("assets", "asset_id -> asset record with per-variant status"),
         jobs=table("jobs", "job_id -> render job status"),
-        annotations=table("annotations", "annotation_id -> dirty state of its combined image"),
         videos=table("videos", "video_id -> its dirty annotations"),
         batches=table("batches", "batch_id -> progress of an import batch, per partition"),
+        by_kind=by_kind,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target, TargetKind
+from regen.schemas.events import Event, ImageFailed, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob
 from regen.settings import Settings
 
@@ -54,7 +54,9 @@ class Kind(ABC, Generic[State]):
     implement the abstract methods; the defaults suit a kind whose state
     needs no update while its jobs are queued or running."""
 
-    name: ClassVar[TargetKind]  # Target.kind, and the word in `regen get NAME` and `regen render NAME`
+    # Target.kind (listed in schemas/json/TargetKind.json), and the word in
+    # `regen get NAME` and `regen render NAME`.
+    name: ClassVar[str]
     table: ClassVar[str]  # the table holding its targets' state, keyed by target id
     noun: ClassVar[str]  # what a target id names, for messages: "asset"
     never_known: ClassVar[str]  # why an unknown target is unknown: "has never been imported"

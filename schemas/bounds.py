@@ -50,6 +50,13 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class OneOf:
+    """A string that must be one of ``values`` (a JSON Schema enum kept in a file)."""
+
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MaxItems:
     count: int
 

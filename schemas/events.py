@@ -9,7 +9,9 @@ from JSON bodies; ``from_dict`` checks every field against its annotation
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from typing import Annotated, Any, ClassVar, Literal
 
 from regen.schemas.bounds import (
@@ -21,6 +23,7 @@ from regen.schemas.bounds import (
     Id,
     Length,
     Milliseconds,
+    OneOf,
     Pixels,
     Range,
     Revision,
@@ -33,7 +36,16 @@ from regen.schemas.bounds import (
 )
 from regen.schemas.typed import read_record
 
-TargetKind = Literal["thumbnail", "composite"]
+
+def _target_kinds() -> tuple[str, ...]:
+    """The kinds of image, from the JSON Schema publishers validate against
+    (schemas/json/TargetKind.json); the kinds registry must name the same."""
+    text = resources.files("regen.schemas").joinpath("json", "TargetKind.json").read_text()
+    return tuple(json.loads(text)["enum"])
+
+
+TARGET_KINDS = _target_kinds()
+TargetKind = Annotated[str, OneOf(TARGET_KINDS)]
 # permanent: no retry can help; exhausted: retries ran out; timeout: killed at the render timeout, every attempt
 FailureReason = Literal["permanent", "exhausted", "timeout"]
 

@@ -33,6 +33,7 @@ from regen.schemas.bounds import (
     IsoTimestamp,
     Length,
     MaxItems,
+    OneOf,
     Pattern,
     Range,
     Shape,
@@ -139,6 +140,7 @@ def _string(marks: tuple) -> Check:
     length = next((m for m in marks if isinstance(m, Length)), Length(MAX_SHORT_CHARS))
     pattern = next((re.compile(m.regex) for m in marks if isinstance(m, Pattern)), None)
     timestamp = next((m for m in marks if isinstance(m, IsoTimestamp)), None)
+    choices = next((frozenset(m.values) for m in marks if isinstance(m, OneOf)), None)
     low, high = length.min_length, length.max_length
 
     def check(value: Any, where: str) -> str:
@@ -151,6 +153,8 @@ def _string(marks: tuple) -> Check:
             raise SchemaError(f"{where}: {show(value)} does not match {pattern.pattern}")
         if timestamp is not None and (value or not timestamp.allow_empty):
             _check_timestamp(value, where)
+        if choices is not None and value not in choices:
+            raise _refuse(where, f"one of {', '.join(sorted(choices))}", value)
         return value
 
     return check

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from regen.schemas.events import EVENT_TYPES, Event
 from regen.schemas.exceptions import SchemaError
@@ -20,8 +21,18 @@ def schema_for(event_name: str) -> dict[str, Any]:
 
 
 @cache
+def _registry() -> Registry:
+    """Every schema file by its $id, so one may $ref another (the events'
+    target kinds are TargetKind.json)."""
+    folder = resources.files("regen.schemas").joinpath("json")
+    schemas = [json.loads(f.read_text()) for f in folder.iterdir() if f.name.endswith(".json")]
+    return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
+
+
+@cache
 def _validator(event_name: str) -> Draft202012Validator:
-    return Draft202012Validator(schema_for(event_name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema_for(event_name), registry=_registry(),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def validate_body(event_name: str, body: Any) -> None:

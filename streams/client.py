@@ -25,7 +25,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target, TargetKind
+from regen.schemas.events import ImageFailed, ImageGenerated, ImageRequested, Target
 from regen.settings import Settings
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers, kafka_security, start_client
@@ -178,7 +178,7 @@ class ImageClient:
             raise RegenError(f"following the results topic failed: {self._follower.exception()}")
 
 
-async def request_image(kind: TargetKind, target_id: str, variant: str | None = None, *, force: bool = False,
+async def request_image(kind: str, target_id: str, variant: str | None = None, *, force: bool = False,
                         timeout: float = 30.0, settings: Settings | None = None) -> Completion:
     """One request, one answer: ImageGenerated or ImageFailed. For many
     requests, keep one :class:`ImageClient` open instead."""

@@ -101,6 +101,7 @@ def expected_keywords(hint) -> dict:
         MAX_SHORT_CHARS,
         IsoTimestamp,
         Length,
+        OneOf,
         Pattern,
         Range,
     )
@@ -113,6 +114,8 @@ def expected_keywords(hint) -> dict:
     if type(None) in args:
         return expected_keywords(next(a for a in args if a is not type(None)))
     found = {type(m): m for m in marks}
+    if hint is str and OneOf in found:
+        return {"enum": list(found[OneOf].values)}
     if hint is str:
         length = found.get(Length, Length(MAX_SHORT_CHARS))
         out = {"maxLength": length.max_length}
@@ -141,8 +144,16 @@ def expected_keywords(hint) -> dict:
 
 def resolve(schema: dict, node: dict) -> dict:
     while "$ref" in node:
-        node = {**schema["$defs"][node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        ref = node["$ref"]
+        target = schema["$defs"][ref.rsplit("/", 1)[1]] if ref.startswith("#") else _schema_file(ref)
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     return node
+
+
+def _schema_file(name: str) -> dict:
+    from importlib import resources
+
+    return json.loads(resources.files("regen.schemas").joinpath("json", name).read_text())
 
 
 def disagreements(schema: dict, node: dict, hint, where: str) -> list[str]:

@@ -206,7 +206,9 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
     events = [imported("a", "1"), moved("n", 2), imported("b", "2"), imported("a", "3"), moved("n", 1)]
     from regen.settings import Settings
 
-    items = replay_items(events, Settings(pregenerate_variants=("h400.jpg", "h400.webp"), composite_variant="full.png"))
+    settings = Settings(pregenerate_variants=("h400.jpg", "h400.webp"), composite_variant="full.png")
+    ours = ("thumbnail", "composite")  # other registered kinds may follow these events too
+    items = [i for i in replay_items(events, settings) if i.target.kind in ours]
     assert items == [ReplayItem(Target("thumbnail", "a"), "h400.jpg"),
                      ReplayItem(Target("thumbnail", "a"), "h400.webp"),
                      ReplayItem(Target("thumbnail", "b"), "h400.jpg"),
@@ -214,7 +216,7 @@ def test_replay_asks_once_per_target_and_variant_for_the_latest_state():
                      ReplayItem(Target("composite", "n"), "full.png")]
     only_new = replay_items(events, Settings(pregenerate_variants=("h400.jpg",), composite_variant="full.png"),
                             only_variants=("w800.webp",))
-    assert [i.variant for i in only_new] == ["w800.webp", "w800.webp"]
+    assert [i.variant for i in only_new if i.target.kind in ours] == ["w800.webp", "w800.webp"]
 
 
 def test_an_answer_from_the_store_changes_neither_the_job_nor_the_asset():

@@ -47,7 +47,7 @@ def test_plan_render_fold_replay_repair_supersede(kind: Kind, settings: Settings
     media, store = settings.media_roots[0], settings.image_store
     check = partial(output_problem, store)
     event = kind.example_source(media, "t1", revision=1)
-    assert kinds_following(event) == [kind], "a source event is followed by the kind that says so"
+    assert kind in kinds_following(event), "a source event is followed by the kind that says so"
     assert kind.source_key(event) == "t1"
 
     # Source event -> state at the wanted revision; the same event again changes nothing.
@@ -108,16 +108,28 @@ def test_a_failure_folds_back_without_an_output(kind: Kind, settings: Settings):
     assert kind.completed(after, failed) == after
 
 
-def test_the_json_schemas_name_exactly_the_registered_kinds():
+def test_the_json_schema_names_exactly_the_registered_kinds():
+    """TargetKind.json is the one list of kinds publishers validate against;
+    the events refer to it, and the records read it."""
+    from regen.schemas.events import TARGET_KINDS
+
+    folder = resources.files("regen.schemas").joinpath("json")
+    assert sorted(json.loads(folder.joinpath("TargetKind.json").read_text())["enum"]) == sorted(KINDS)
+    assert sorted(TARGET_KINDS) == sorted(KINDS)
     for name in ("ImageRequested", "ImageGenerated", "ImageFailed"):
-        schema = json.loads(resources.files("regen.schemas").joinpath("json", f"{name}.json").read_text())
-        kinds = schema["$defs"]["target"]["properties"]["kind"]["enum"]
-        assert sorted(kinds) == sorted(KINDS), name
+        schema = json.loads(folder.joinpath(f"{name}.json").read_text())
+        assert schema["$defs"]["target"]["properties"]["kind"]["$ref"] == "TargetKind.json", name
 
 
-def test_the_records_accept_exactly_the_registered_kinds():
-    from typing import get_args
+def test_a_kind_outside_the_list_is_refused_by_schema_and_record():
+    import orjson
 
-    from regen.schemas.events import TargetKind
+    from regen.schemas.events import ImageRequested
+    from regen.streams.codec import decode
+    from regen.streams.exceptions import PoisonEvent
 
-    assert sorted(get_args(TargetKind)) == sorted(KINDS)
+    body = {"target": {"kind": "hologram", "id": "a1"}, "variant": "h400.jpg", "request_id": "r1"}
+    with pytest.raises(PoisonEvent, match="hologram"):
+        decode(orjson.dumps(body), [], (ImageRequested,))  # JSON Schema, through TargetKind.json
+    with pytest.raises(PoisonEvent, match="hologram"):
+        decode(orjson.dumps(body), [], (ImageRequested,), validate=False)  # the typed record alone
