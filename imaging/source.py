@@ -23,6 +23,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Self
 
 from regen.imaging.errors import (
     NotARegularFile,
@@ -48,10 +49,27 @@ AFTER_OPEN: Callable[[Path, tuple[str, ...]], None] | None = None
 
 
 @dataclass
-class OpenFile:
-    """A regular file opened once: read, hash and decode from ``fd`` only."""
+class _Held:
+    """A descriptor this object owns: closed once, by ``with`` or ``close``."""
 
     fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class OpenFile(_Held):
+    """A regular file opened once: read, hash and decode from ``fd`` only."""
+
     size: int
     name: str  # printable, for messages
     _fingerprint: tuple[int, int, int]
@@ -93,23 +111,12 @@ class OpenFile:
         if _fingerprint(os.fstat(self.fd)) != self._fingerprint:
             raise SourceChanged(f"{self.name}: modified while being rendered; it will be read again")
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> OpenFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass
-class OpenFolder:
+class OpenFolder(_Held):
     """A folder of frames opened once; its entries are opened through ``fd``."""
 
-    fd: int
     name: str
 
     def entries(self) -> list[str]:
@@ -130,16 +137,6 @@ class OpenFolder:
             raise _open_error(e, what) from e
         return _checked_file(fd, what, limits)
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> OpenFolder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_source(uri: str, media_roots: Sequence[Path], limits: Limits, *,
