@@ -2,7 +2,8 @@
 
 Commit order for one batch, which is what makes a killed worker lose nothing:
 
-1. take up to ``render_batch_size`` jobs (Faust holds their acks);
+1. take up to ``render_batch_size`` jobs (agents/lanes.py: the lane's own
+   consumer, which commits nothing yet);
 2. mark each running in the jobs table, under the job's own event so the
    changelog record lands in the job's partition;
 3. render them all in the pool, at most one per render process at a time;
@@ -10,8 +11,8 @@ Commit order for one batch, which is what makes a killed worker lose nothing:
    retriable failure with attempts left, the next attempt to the retry topic)
    and wait for the broker's ack (the outcome is folded into the jobs table
    first, so a request arriving now is answered from it, not joined);
-5. only then does ``take_events`` ack the batch, and the next commit moves
-   the offsets past it. A crash anywhere before 5 redelivers the whole batch;
+5. only then does the lane commit the batch's offsets (rule 8 of
+   streams/checkpoint.py). A crash anywhere before 5 redelivers the whole batch;
    deterministic output paths make the second render write the same bytes.
 """
 
@@ -32,6 +33,7 @@ from regen.agents.context import WorkerContext
 from regen.agents.deadletter import send_to_deadletter
 from regen.agents.faults import HangIf, SwapAfterOpen
 from regen.agents.handling import as_current_event, register_event_agent
+from regen.agents.lanes import LaneEvent, RenderLane, start_lanes
 from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from regen.imaging.render import RenderOutcome
 from regen.kinds import KINDS
@@ -47,9 +49,6 @@ from regen.streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTER
 
 log = logging.getLogger(__name__)
 
-# How long take_events waits to fill a batch: short, so one lone request is
-# not held back waiting for company.
-BATCH_WINDOW_S = 0.01
 # How a render process dies when its input exhausts it: the OOM killer's
 # SIGKILL, or a decoder's SIGSEGV/SIGBUS/SIGABRT on a failed allocation.
 KILLED_FOR_RESOURCES = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT})
@@ -57,24 +56,16 @@ KILLED_FOR_RESOURCES = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS,
 SLOW_BATCH_GRACE_S = 30.0
 
 
-def register_render(ctx: WorkerContext) -> None:
-    for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
-        _register_lane(ctx, spec)
+def register_render(ctx: WorkerContext, bootstrap: str) -> list[RenderLane]:
+    """Each lane read by a consumer of its own (agents/lanes.py); retries
+    wait out their delay in an agent of their own."""
+    lanes = [RenderLane(ctx, spec, bootstrap, render_batch) for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND)]
+    start_lanes(ctx, lanes)
     register_event_agent(ctx, RENDER_RETRY, "render-retry", forward_when_due)
+    return lanes
 
 
-def _register_lane(ctx: WorkerContext, spec: TopicSpec) -> None:
-    lane = spec.suffix.rsplit(".", 1)[1]
-
-    async def render_lane(stream):
-        await ctx.ensure_pool()
-        async for batch in stream.take_events(ctx.settings.render_batch_size, within=BATCH_WINDOW_S):
-            await render_batch(ctx, batch)
-
-    ctx.app.agent(ctx.topic(spec), name=f"render-{lane}")(render_lane)
-
-
-async def render_batch(ctx: WorkerContext, batch: list[Any]) -> None:
+async def render_batch(ctx: WorkerContext, batch: list[LaneEvent]) -> None:
     accepted: list[tuple[Any, RenderJob]] = []
     retold: list[tuple[Any, Completion]] = []
     for event in batch:

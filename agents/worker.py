@@ -13,6 +13,7 @@ import faust
 from regen.agents.context import WorkerContext
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
+from regen.agents.lanes import RenderLane
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
 from regen.agents.render import register_render
@@ -26,7 +27,6 @@ from regen.settings import Settings
 from regen.streams.admin import cluster_id, ensure_topics
 from regen.streams.app import create_app
 from regen.streams.connection import bootstrap_servers
-from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                                         initializer=MemoryCap(settings.render_memory_mb),
                                         background_min_share=settings.background_min_share))
     register_intake(ctx)
-    register_render(ctx)
+    lanes = register_render(ctx, bootstrap)
     register_projector(ctx)
     register_idle_scheduler(ctx)
     register_videos(ctx)
@@ -62,22 +62,15 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                 "render_processes": len(ctx.pool.live_pids()),
                 "render_processes_replaced": ctx.pool.replaced}
 
-    ctx.metrics.watch(lambda: lane_depths(ctx), lambda: pending_dirty_annotations(ctx))
+    ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
     register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity)
     return ctx
 
 
-def lane_depths(ctx: WorkerContext) -> list[tuple[Lane, int]]:
-    """Per lane: lag of this worker's partitions (end offset minus committed)
-    plus the jobs waiting for a render process."""
-    monitor = ctx.app.monitor
-    depths = []
-    for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND):
-        name, lane = topic_name(ctx.settings, spec), cast(Lane, spec.suffix.rsplit(".", 1)[1])
-        lag = sum(max(0, end - monitor.tp_committed_offsets.get(tp, 0))
-                  for tp, end in list(monitor.tp_end_offsets.items()) if tp.topic == name)
-        depths.append((lane, lag + ctx.pool.waiting(lane)))
-    return depths
+def lane_depths(ctx: WorkerContext, lanes: list[RenderLane]) -> list[tuple[Lane, int]]:
+    """Per lane: records of this worker's partitions not yet committed plus
+    the jobs waiting for a render process."""
+    return [(cast(Lane, lane.name), lane.lag() + ctx.pool.waiting(cast(Lane, lane.name))) for lane in lanes]
 
 
 def pending_dirty_annotations(ctx: WorkerContext) -> int:

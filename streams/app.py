@@ -11,7 +11,7 @@ import faust
 from regen.settings import Settings
 from regen.streams.connection import faust_credentials
 from regen.streams.consumer import RegenApp
-from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
+from regen.streams.topics import IMAGES_REQUESTED, topic_name
 
 
 def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:
@@ -57,6 +57,7 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         table_cleanup_interval=30.0,
         stream_wait_empty=True,
     )
-    # A person waits on these: delivered ahead of background records fetched with them.
-    app.urgent_topics = frozenset(topic_name(settings, spec) for spec in (IMAGES_REQUESTED, RENDER_INTERACTIVE))
+    # A person waits on these: delivered ahead of source events fetched with
+    # them. (The render lanes have consumers of their own: agents/lanes.py.)
+    app.urgent_topics = frozenset({topic_name(settings, IMAGES_REQUESTED)})
     return app

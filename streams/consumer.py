@@ -2,77 +2,48 @@
 
 faust-streaming 0.15 loses messages around a rebalance, which a worker
 restart always causes (the new member joins, then the dead one times out):
+a stream acks messages it skipped as fetched under an older generation
+(streams.py: "we want to ack the filtered out message otherwise the lag
+would increase"), and its delivery loop counts a hole in a partition's
+offsets as a "gap" that is done, then drops as already seen the records that
+fill it. The bounce test lost whole fetch batches to each (upstream issues
+#216, #221, #318).
 
-1. A stream that receives a message fetched under an older consumer
-   generation, or while flow control is suspended for the rebalance, drops
-   it as "skipped" and *acks* it (streams.py: "we want to ack the filtered
-   out message otherwise the lag would increase"). The acked offsets then
-   count towards the next commit. Recovery seeks back to the committed
-   offsets and the same offsets are fetched again, but the commit has
-   already moved past them: a worker killed before it reprocesses them
-   loses a whole fetch batch per partition. The bounce test saw exactly
-   that (a batch of ~14 imports on every partition, never processed).
-   Upstream: faust-streaming issues #216, #221, #318.
+The rules that replace Faust's are numbered in ``streams/checkpoint.py``;
+this class applies them to Faust's consumer: rule 6 in :meth:`ack`, rule 4
+in :meth:`_wait_next_records`, rules 1-5 in :meth:`_drain_messages`.
 
-   Fix: an ack only counts while the message's generation is the
-   consumer's current one and flow control is active — the same condition
-   under which the stream would have processed it. Anything else is
-   released (so shutdown does not wait for it) but not committed; it is
-   fetched again after the rebalance and processed then.
-
-2. Records a fetch returns after a rebalance, but fetched before it (from
-   the old position), are tagged with the *new* generation: ``getmany``
-   reads the generation only after the fetch returns. Recovery has just
-   sought back to the committed offset (say 47) and recorded it as the
-   read offset; a stale record at 61 then makes Faust mark 48..61 as a
-   "gap" (offsets it believes will never arrive, which count as acked) and
-   move the read offset to 61, so when 48..60 do arrive they are dropped as
-   already seen. The bounce test saw this too: lane messages at offsets
-   47-48 never processed, the group's offsets far past them.
-   Fix: a fetch during which the generation changed is discarded whole.
-   Every rebalance ends with a seek to the committed offsets before flow
-   resumes, so those records are fetched again from the right position.
-
-3. Even within one generation, right after recovery seeks a partition back
-   to its committed offset (say 24), the first record delivered can be a
-   later one (35: records fetched before the seek). Faust then marks 25..35
-   as a gap — offsets it believes will never arrive, counted as acked, so
-   the commit moves past them — and when 24..34 do arrive they are below
-   its read offset and dropped. Seen with logging in the bounce test: gaps
-   of one fetch batch on every partition right after a restart, then the
-   same offsets "DROPPED". Faust's loop also marks a record as read when
-   flow was suspended before it was delivered. Fix: a delivery loop of our
-   own (``_drain_messages``) that delivers records of acked topics in
-   sequence and seeks back over any hole.
-
-At-least-once, never at-most-once: every handler in regen is idempotent.
+These override private methods of faust-streaming, which is pinned to one
+release for that reason; ``tests/unit/test_faust_tripwire.py`` fails when
+the upstream methods change, so an upgrade re-reads them first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-# A hole in a partition's offsets is fetched again at least this many times,
-# over at least this long, before it is taken for real (offsets that a
-# transactional producer's markers occupy never arrive).
-HOLE_REFETCHES, HOLE_PATIENCE_S = 3, 5.0
-# After a seek, records fetched before it may still arrive for a moment.
-REFETCH_PAUSE_S = 0.5
+from regen.streams.checkpoint import Sequencer, Verdict
+from regen.streams.paced_clients import PacedTransport
+
+# Records handed over before yielding to the event loop once: a large fetch
+# must not keep the web server and timers waiting.
+DELIVERIES_PER_YIELD = 100
 
 
 class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
-    """The aiokafka driver's consumer with the fixes above."""
+    """The aiokafka driver's consumer, applying streams/checkpoint.py's rules."""
 
     def ack(self, message: Message) -> bool:
         if not self.ack_counts_towards_commit(message):
-            # Released, not committed: it will be fetched and handled again.
+            # Rule 6. Released, not committed: it will be fetched and handled again.
             message.acked = True
             self._unacked_messages.discard(message)
             return False
@@ -80,61 +51,63 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, set[TP] | None]:
         generation = self.app.consumer_generation_id
+        self.sequencer.fetch_started()
         records, active_partitions = await super()._wait_next_records(timeout)
         if records and self.app.consumer_generation_id != generation:
+            # Rule 4: records fetched across a rebalance carry the new
+            # generation though they were read from the old position.
             self.log.info("discarding a fetch that straddled a rebalance (generation %s -> %s); "
                           "it is fetched again from the committed offsets", generation,
                           self.app.consumer_generation_id)
+            await self._fetch_again(records)
             return {}, active_partitions
         return records, active_partitions
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's fetch-and-deliver loop, rewritten to deliver in sequence.
-
-        Faust's own loop (1) marks a record as read even when flow was
-        suspended and the record was never delivered, (2) counts a hole in
-        the offsets as a "gap" that is done, and (3) drops as already seen
-        any record below its read offset. Here a record is delivered only if
-        it is the next offset of its partition; a record further on means
-        the ones in between were lost on the way (fetched before a seek,
-        dropped while flow was suspended), so the partition is sought back
-        and they are fetched again. Only what was delivered moves the
-        position on.
-        """
+        """Faust's fetch-and-deliver loop, delivering by rules 1-5."""
         callback = self.callback
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         acks_enabled_for = self.app.topics.acks_enabled_for
+        sequencer = self.sequencer
         delivered_since_yield = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records = self.getmany(timeout=1.0)
+                fetched_in = sequencer.round + 1  # _wait_next_records starts this round
                 await self.sleep(0)  # getmany can return at once, again and again
                 if self.should_stop:
                     break
-                # Whole fetches are delivered one record at a time through one
-                # loop for every topic: records of the urgent topics (requests,
-                # the interactive lane) go first, or a person's request waits
-                # behind thousands of background records fetched with it.
-                # Sorting is stable, so each partition keeps its order.
+                # Requests first among the records of one fetch: a person waits
+                # on them. Sorting is stable, so each partition keeps its order.
                 fetched = sorted([item async for item in records], key=self._delivery_rank)
-                for tp, message in fetched:
+                sought: set[TP] = set()  # partitions sent back during this fetch's delivery
+                for index, (tp, message) in enumerate(fetched):
                     delivered_since_yield += 1
-                    if delivered_since_yield > 100:
+                    if delivered_since_yield > DELIVERIES_PER_YIELD:
                         await asyncio.sleep(0)
                         delivered_since_yield = 0
-                    if acks_enabled_for(message.topic) and not await self._next_in_sequence(tp, message.offset):
-                        continue
+                    if acks_enabled_for(message.topic):
+                        verdict = sequencer.verdict(tp, message.offset, fetched_in)
+                        if verdict is Verdict.STALE:
+                            if tp not in sought:  # rule 2: once; the rest of this fetch is stale too
+                                sought.add(tp)
+                                await self._fetch_again({tp: [message]})
+                            continue
+                        if verdict is Verdict.DUPLICATE:
+                            continue
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
                     delivery = asyncio.ensure_future(callback(message))
                     await self.wait_first(delivery, self.suspend_flow.wait())
                     if not delivery.done() or delivery.cancelled():
-                        break  # flow suspended for a rebalance: the rest is fetched again after it
+                        # Flow suspended for a rebalance: rule 4 for the rest.
+                        await self._fetch_again(_by_partition(fetched[index:]))
+                        break
                     self._read_offset[tp] = message.offset
-                    self._next_offsets()[tp] = message.offset + 1
+                    sequencer.delivered(tp, message.offset)  # rule 5
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -155,62 +128,40 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
     def _delivery_rank(self, item: tuple[TP, Any]) -> int:
         return 0 if item[0].topic in self.app.urgent_topics else 1  # type: ignore[attr-defined]  # RegenApp's
 
-    async def _next_in_sequence(self, tp: TP, offset: int) -> bool:
-        """Whether ``offset`` is the next one to deliver for ``tp``; if it
-        lies further on, seek back to fetch what is missing. Records still
-        arriving from before the seek are skipped for a moment; a hole still
-        there after several refetches over several seconds is real (offsets
-        a transactional producer's markers take) and is accepted."""
-        expected = self._next_offsets().get(tp)
-        if expected is None or offset == expected:
-            self._holes().pop(tp, None)
-            return True
-        if offset < expected:
-            return False  # delivered already
-        now = time.monotonic()
-        hole = self._holes().get(tp)
-        if hole is None or hole[0] != expected:
-            hole = (expected, 0, now, 0.0)
-        first_offset, seeks, first_seen, last_seek = hole
-        if now - last_seek < REFETCH_PAUSE_S:
-            return False  # a record fetched before the last seek: the refetch is on its way
-        if seeks >= HOLE_REFETCHES and now - first_seen >= HOLE_PATIENCE_S:
-            self.log.warning("%s: offsets %s..%s never arrive; going on from %s", tp, expected, offset - 1, offset)
-            self._holes().pop(tp, None)
-            return True
-        self.log.info("%s: got offset %s while %s was next; fetching from %s again", tp, offset, expected, expected)
-        self._holes()[tp] = (first_offset, seeks + 1, first_seen, now)
-        await self.seek(tp, expected)
-        return False
+    async def _fetch_again(self, records: Mapping[TP, Any]) -> None:
+        """Seek each partition with undelivered records back to its next
+        offset (rules 2 and 4), so the next fetch brings them in order."""
+        for tp in records:
+            expected = self.sequencer.next_offset.get(tp)
+            if expected is None:
+                continue
+            try:
+                await self.seek(tp, expected)
+            except IllegalStateError:
+                pass  # revoked meanwhile: its next owner starts from the committed offset
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        # The committed offset is the next one to deliver.
-        self._next_offsets().update({tp: offset for tp, offset in self._read_offset.items() if offset is not None})
+        # Recovery sought every partition to its committed offset: the next to deliver.
+        for tp, offset in self._read_offset.items():
+            if offset is not None:
+                self.sequencer.sought(tp, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
-        self._next_offsets()[partition] = offset
+        self.sequencer.sought(partition, offset)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        for tp in revoked:
-            self._next_offsets().pop(tp, None)
-            self._holes().pop(tp, None)
+        self.sequencer.forget(revoked)
         await super().on_partitions_revoked(revoked)
 
-    def _next_offsets(self) -> dict[TP, int]:
-        """Per partition, the next offset to deliver (after a seek: where it went)."""
-        # Created on first use: Faust builds consumers through a long
-        # __init__ chain that this class leaves alone.
-        if not hasattr(self, "_regen_next_offsets"):
-            self._regen_next_offsets: dict[TP, int] = {}
-        return self._regen_next_offsets
-
-    def _holes(self) -> dict[TP, tuple[int, int, float, float]]:
-        """Per partition with a hole: (its first offset, refetches, first seen, last refetch)."""
-        if not hasattr(self, "_regen_holes"):
-            self._regen_holes: dict[TP, tuple[int, int, float, float]] = {}
-        return self._regen_holes
+    @property
+    def sequencer(self) -> Sequencer[TP]:
+        """Rules 1-5's bookkeeping, created on first use: Faust builds
+        consumers through a long __init__ chain that this class leaves alone."""
+        if not hasattr(self, "_regen_sequencer"):
+            self._regen_sequencer: Sequencer[TP] = Sequencer()
+        return self._regen_sequencer
 
     def ack_counts_towards_commit(self, message: Message) -> bool:
         app = self.app
@@ -220,7 +171,14 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
         )
 
 
-class RegenTransport(faust_aiokafka.Transport):
+def _by_partition(items: list[tuple[TP, Any]]) -> dict[TP, list[Any]]:
+    grouped: dict[TP, list[Any]] = {}
+    for tp, message in items:
+        grouped.setdefault(tp, []).append(message)
+    return grouped
+
+
+class RegenTransport(PacedTransport):
     Consumer = CommitOnlyProcessedConsumer
 
 

@@ -105,7 +105,7 @@ async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):
 
 
 
-async def test_records_are_delivered_in_sequence_and_a_hole_is_fetched_again(app, monkeypatch):
+async def test_a_record_fetched_before_a_seek_sends_its_partition_back(app):
     consumer = app.consumer
     seeks = []
 
@@ -113,45 +113,41 @@ async def test_records_are_delivered_in_sequence_and_a_hole_is_fetched_again(app
         seeks.append((tp, offset))
 
     consumer._seek = seek_in_the_fetcher
-    await consumer.seek(PARTITION, 24)  # as recovery does, to the committed offset
-    seeks.clear()
-
-    # A record fetched before the seek shows up first: 24..34 are missing.
-    assert not await consumer._next_in_sequence(PARTITION, 35)
-    assert seeks == [(PARTITION, 24)], "fetched again from where the hole starts"
-    assert not await consumer._next_in_sequence(PARTITION, 36), "more early records: no second seek at once"
-    assert len(seeks) == 1
-    assert await consumer._next_in_sequence(PARTITION, 24)
-    consumer._next_offsets()[PARTITION] = 25  # what delivering 24 does
-    assert not await consumer._next_in_sequence(PARTITION, 23), "delivered already"
+    fetched_in = consumer.sequencer.fetch_started()
+    await consumer.seek(PARTITION, 24)  # as recovery does, to the committed offset, during the fetch
+    assert consumer.sequencer.verdict(PARTITION, 35, fetched_in).value == "stale"
+    await consumer._fetch_again({PARTITION: [_Rec(35)]})
+    assert seeks[-1] == (PARTITION, 24), "fetched again from the next offset"
 
 
-async def test_a_hole_that_stays_after_refetching_for_a_while_is_real(app, monkeypatch):
-    import regen.streams.consumer as module
-
+async def test_a_fetch_that_straddles_a_rebalance_sends_its_partitions_back(app):
     consumer = app.consumer
-    clock = [1000.0]
-    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    seeks = []
 
     async def seek_in_the_fetcher(tp, offset):
-        pass
+        seeks.append((tp, offset))
 
     consumer._seek = seek_in_the_fetcher
-    await consumer.seek(PARTITION, 10)
-    answers = []
-    while not (answers and answers[-1]):  # offsets 10 and 11 never come (a transaction's markers)
-        answers.append(await consumer._next_in_sequence(PARTITION, 12))
-        clock[0] += 1.0
-    assert answers == [False] * 5 + [True], "refetched for 5 s before going on"
+    consumer.sequencer.delivered(PARTITION, 40)
+    consumer.resume_flow()
+    consumer._active_partitions = {PARTITION}
 
+    async def fetch_during_which_the_group_rebalances(active_partitions, timeout):
+        app.consumer_generation_id += 1
+        return {PARTITION: [_Rec(41), _Rec(42)]}
+
+    consumer._getmany = fetch_during_which_the_group_rebalances
+    records, _ = await consumer._wait_next_records(0.1)
+    assert not records
+    assert seeks == [(PARTITION, 41)], "the next fetch starts at the first record not delivered"
 
 
 def test_urgent_topics_are_delivered_first_and_each_partition_keeps_its_order(app):
     from regen.settings import Settings
-    from regen.streams.topics import IMAGES_REQUESTED, RENDER_INTERACTIVE, topic_name
+    from regen.streams.topics import IMAGES_REQUESTED, topic_name
 
     settings = Settings.from_env({})
-    assert app.urgent_topics == {topic_name(settings, IMAGES_REQUESTED), topic_name(settings, RENDER_INTERACTIVE)}
+    assert app.urgent_topics == {topic_name(settings, IMAGES_REQUESTED)}
     background, requests = TP("regen.render.background", 0), TP(topic_name(settings, IMAGES_REQUESTED), 1)
     fetched = [(background, _Rec(5)), (requests, _Rec(1)), (background, _Rec(6)), (requests, _Rec(2))]
     delivered = sorted(fetched, key=app.consumer._delivery_rank)

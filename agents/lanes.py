@@ -1,0 +1,249 @@
+"""A render lane read by an aiokafka consumer of its own.
+
+Faust delivers every topic's records through one loop: a request's render
+used to wait there behind thousands of background records fetched with it.
+Each lane now has its own consumer, its own fetches and its own commits, so
+nothing of the background lane sits in front of the interactive one except
+the render processes, which the pool shares by priority.
+
+Ownership still comes from Faust (rules 7-10 of streams/checkpoint.py): a
+render writes its job's state, and a table partition must have one writer,
+so a worker reads exactly the lane partitions whose ``jobs`` table
+partitions it owns. The lane consumer joins no group of its own: it is
+assigned those partitions by hand and keeps its offsets under the group
+``<app id>.lanes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from regen.agents.context import WorkerContext
+from regen.streams.checkpoint import commit_positions, lane_partitions
+from regen.streams.connection import kafka_security, start_client
+from regen.streams.exceptions import BrokerError
+from regen.streams.topics import TopicSpec, topic_name
+
+log = logging.getLogger(__name__)
+
+# How long one fetch waits for records when a lane is idle: also how soon a
+# lane notices a new assignment.
+FETCH_WAIT_S = 0.5
+# A failed commit is retried this often, backing off to this cap.
+COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S = 0.2, 5.0
+
+
+@dataclass(frozen=True)
+class LaneMessage:
+    """A lane record in the shape Faust's messages have, for the code that
+    expects one: table writes (``as_current_event``) and dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    timestamp: float  # seconds, as Faust's messages have it
+
+    @property
+    def tp(self) -> Any:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class LaneEvent:
+    message: LaneMessage
+
+
+def lane_event(record: Any) -> LaneEvent:
+    return LaneEvent(LaneMessage(record.topic, record.partition, record.offset, record.key, record.value,
+                                 tuple(record.headers or ()), (record.timestamp or 0) / 1000))
+
+
+class RenderLane:
+    """Reads one lane's partitions that this worker owns, one batch at a
+    time; commits a batch once ``render`` has returned for it."""
+
+    def __init__(self, ctx: WorkerContext, spec: TopicSpec, bootstrap: str,
+                 render: Callable[[WorkerContext, list[LaneEvent]], Awaitable[None]]) -> None:
+        self.ctx, self.spec, self.bootstrap, self.render = ctx, spec, bootstrap, render
+        self.name = spec.suffix.rsplit(".", 1)[1]
+        self.topic = topic_name(ctx.settings, spec)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: frozenset[int] = frozenset()
+        # Bumped whenever Faust revokes: the lane reassigns (and so re-reads
+        # from the committed offsets) even if it gets the same partitions back.
+        self.rebalances = 0
+        self._assigned_at = -1
+        self.committed: dict[int, int] = {}  # partition -> committed offset, as far as this lane knows
+        self._idle = asyncio.Event()  # no batch in flight
+        self._idle.set()
+
+    # --- what Faust tells the lane -------------------------------------------
+
+    def owned(self) -> frozenset[int]:
+        """Rule 7: the partitions to read now; none while Faust rebalances
+        or recovers tables."""
+        app = self.ctx.app
+        if app.rebalancing or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            return frozenset()
+        changelog = self.ctx.tables.jobs.changelog_topic.get_topic_name()
+        return lane_partitions(((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()), changelog)
+
+    async def on_partitions_revoked(self) -> None:
+        """Rule 9: let the batch in flight finish and be committed before
+        the revocation returns; read nothing until the next assignment."""
+        self.rebalances += 1
+        await self._idle.wait()
+
+    # --- the loop ------------------------------------------------------------
+
+    async def run(self) -> None:
+        settings, bootstrap = self.ctx.settings, self.bootstrap
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=f"{settings.app_id}.lanes", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=settings.render_batch_size,
+            # A lone request is not held back waiting for the fetch to fill.
+            fetch_max_wait_ms=100, **kafka_security(settings))
+        await start_client(consumer, settings, bootstrap)
+        self.consumer = consumer
+        try:
+            while True:
+                await self._step(consumer)
+        finally:
+            self.consumer = None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        wanted = self.owned()
+        if wanted != self.assigned or self._assigned_at != self.rebalances:
+            await self._assign(consumer, wanted)
+        if not self.assigned:
+            await asyncio.sleep(FETCH_WAIT_S)
+            return
+        fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000),
+                                         max_records=self.ctx.settings.render_batch_size)
+        records = [record for batch in fetched.values() for record in batch]
+        if not records:
+            return
+        if self._assigned_at != self.rebalances or self.owned() != self.assigned:
+            return  # a rebalance began during the fetch: rule 10 reads them again
+        self._idle.clear()
+        try:
+            await self.render(self.ctx, [lane_event(record) for record in records])
+            await self._commit(consumer, commit_positions(records))
+        finally:
+            self._idle.set()
+
+    async def _assign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
+        """Rule 10: (re)assign and start every partition at its committed offset."""
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        self.committed = {}
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                committed = await self._where_faust_left_off(tp)
+            consumer.seek(tp, committed)
+            self.committed[tp.partition] = committed
+        if partitions != self.assigned:
+            log.info("render lane %s reads partitions %s", self.name, sorted(partitions) or "none")
+        self.assigned, self._assigned_at = partitions, self.rebalances
+
+    async def _where_faust_left_off(self, tp: TopicPartition) -> int:
+        """A partition this lane group never committed: the worker's Faust
+        group read the lanes before they had consumers of their own, so
+        start where it committed rather than render everything again."""
+        faust_group = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                          **kafka_security(self.ctx.settings))
+        try:
+            await faust_group.start()
+            offsets = await faust_group.list_consumer_group_offsets(self.ctx.settings.app_id, partitions=[tp])
+        except KafkaError:
+            offsets = {}
+        finally:
+            await faust_group.close()
+        found = offsets.get(tp)
+        return found.offset if found is not None and found.offset >= 0 else 0
+
+    async def _commit(self, consumer: AIOKafkaConsumer, positions: dict[int, int]) -> None:
+        """Rule 8, retried with backoff: the broker may be away for a while,
+        and moving on uncommitted would only redo the batch later."""
+        offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in positions.items()}
+        delay = COMMIT_RETRY_FIRST_S
+        while True:
+            try:
+                await consumer.commit(offsets)
+                self.committed.update(positions)
+                return
+            except KafkaError as e:
+                if self._assigned_at != self.rebalances:
+                    log.info("render lane %s: commit after a rebalance failed (%s); the batch will be "
+                             "rendered again from the committed offsets", self.name, e)
+                    return
+                log.warning("render lane %s: commit failed (%s); retrying in %.1f s", self.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(COMMIT_RETRY_MAX_S, delay * 2)
+
+    # --- what the worker reports ---------------------------------------------
+
+    def lag(self) -> int:
+        """Records of this worker's partitions not yet read."""
+        consumer = self.consumer
+        if consumer is None:
+            return 0
+        total = 0
+        for p, committed in list(self.committed.items()):
+            with contextlib.suppress(IllegalStateError):  # reassigned meanwhile
+                end = consumer.highwater(TopicPartition(self.topic, p))
+                total += max(0, (end or 0) - committed)
+        return total
+
+
+def start_lanes(ctx: WorkerContext, lanes: list[RenderLane]) -> None:
+    """Run each lane as a task of the app, and hold Faust's revocations
+    until the lanes' batches are committed."""
+    for lane in lanes:
+        ctx.app.task(_forever(lane))
+
+    @ctx.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers narrower than it calls them
+    async def lanes_finish_their_batches(app: Any, revoked: Any, **kwargs: Any) -> None:
+        started = time.monotonic()
+        await asyncio.gather(*(lane.on_partitions_revoked() for lane in lanes))
+        waited = time.monotonic() - started
+        if waited > 1:
+            log.info("rebalance waited %.1f s for the render lanes' batches in flight", waited)
+
+
+def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
+    async def lane_task() -> None:
+        await lane.ctx.ensure_pool()
+        delay = COMMIT_RETRY_FIRST_S
+        while True:
+            started = time.monotonic()
+            try:
+                await lane.run()
+            except (KafkaError, BrokerError) as e:
+                # The broker is away (at start-up, or it went): the lane starts
+                # again when it is back; its committed offsets lose nothing.
+                if time.monotonic() - started > 60:
+                    delay = COMMIT_RETRY_FIRST_S
+                log.warning("render lane %s stopped (%s); starting it again in %.0f s", lane.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(COMMIT_RETRY_MAX_S * 6, delay * 2)
+
+    lane_task.__name__ = lane_task.__qualname__ = f"render_lane_{lane.name}"
+    return lane_task

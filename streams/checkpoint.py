@@ -1,0 +1,134 @@
+"""When a record is delivered, and when its offset is committed: the rules, in order.
+
+regen reads Kafka two ways. Source events, requests, completions, retries and
+batch progress go through Faust's consumer (``streams/consumer.py``), which
+hands records one at a time to agents and commits the offsets they acked. The
+two render lanes are read by an aiokafka consumer each (``agents/lanes.py``),
+which takes a batch, renders it and commits it. Every rule below is here
+because, without it, a test lost or stalled records; each says why.
+
+Delivery through Faust's consumer (:class:`Sequencer`)
+
+1. A record is handed to the agents only if it is the next offset of its
+   partition. Faust otherwise marks the offsets it skipped as a "gap" that
+   counts as acked, and the commit moves past records never processed.
+2. A seek (recovery seeking to the committed offset, or rule 4) makes every
+   record fetched before it stale: such a record is skipped and the partition
+   is sought back to the next offset, so it is fetched again in order.
+   aiokafka drops what it buffered for a partition on a seek, so a fetch that
+   *starts* after the seek holds only records from the new position.
+3. In a fetch that started after the partition's last seek, a record further
+   on than the next offset is taken as it is: the offsets in between hold no
+   record (a transaction's commit or abort marker, compacted records).
+   aiokafka delivers a partition's records in order and skips only those, so
+   there is nothing to wait for: a transactional publisher costs no stall.
+4. Records dropped undelivered (flow suspended for a rebalance; a fetch that
+   straddled a rebalance, whose records carry the wrong generation) have
+   their partition sought back to the next offset: otherwise the next fetch
+   continues after them and rule 3 would take the drop for a marker.
+5. Only a delivered record moves the partition's next offset on.
+
+Commits through Faust's consumer
+
+6. An ack counts towards the commit only while the message's generation is
+   the consumer's current one and flow is active: the same condition under
+   which the stream processed it. Anything else is released (shutdown does
+   not wait for it) but fetched and handled again after the rebalance.
+
+The render lanes (:func:`commit_positions`)
+
+7. A lane partition is read only by the worker that owns the same partition
+   of the tables (Faust's assignment of the ``jobs`` changelog), and only
+   once that worker's table recovery is complete: rendering writes the job's
+   state, and a table partition has one writer.
+8. A batch's offsets are committed only after every job in it has its
+   outcome acknowledged by the broker (or is dead-lettered): a worker killed
+   before that renders the batch again, to the same paths.
+9. When Faust revokes partitions, the lane lets the batch in flight finish
+   and commits it before the revocation returns, then stops reading until the
+   new assignment's recovery is complete. The next owner starts from exactly
+   where this one stopped.
+10. Reading a partition again (after any rebalance) starts from the committed
+    offset, never from the consumer's in-memory position, so records fetched
+    but not rendered are never passed over.
+
+At-least-once, never at-most-once: every handler in regen is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Generic, Protocol, TypeVar
+
+P = TypeVar("P")  # a topic partition, whichever client names it
+
+
+class Verdict(Enum):
+    DELIVER = "deliver"  # the next offset (rule 1), or past a real hole (rule 3)
+    DUPLICATE = "duplicate"  # below the next offset: delivered already
+    STALE = "stale"  # fetched before the partition's last seek (rule 2): seek back, skip
+
+
+@dataclass
+class Sequencer(Generic[P]):
+    """Rules 1-5 as bookkeeping, free of any Kafka client: which records to
+    deliver, which to skip, and when a partition must be fetched again."""
+
+    next_offset: dict[P, int] = field(default_factory=dict)
+    # The fetch round during which each partition was last sought.
+    sought_in: dict[P, int] = field(default_factory=dict)
+    round: int = 0
+
+    def fetch_started(self) -> int:
+        """A new fetch begins; records it returns carry this round."""
+        self.round += 1
+        return self.round
+
+    def sought(self, partition: P, offset: int) -> None:
+        """The partition's position was set to ``offset`` (rules 2 and 4)."""
+        self.next_offset[partition] = offset
+        self.sought_in[partition] = self.round
+
+    def verdict(self, partition: P, offset: int, fetched_in: int) -> Verdict:
+        expected = self.next_offset.get(partition)
+        if expected is None or offset == expected:
+            return Verdict.DELIVER
+        if offset < expected:
+            return Verdict.DUPLICATE
+        if fetched_in <= self.sought_in.get(partition, 0):
+            return Verdict.STALE
+        return Verdict.DELIVER  # rule 3: nothing lives in between
+
+    def delivered(self, partition: P, offset: int) -> None:
+        self.next_offset[partition] = offset + 1
+
+    def forget(self, partitions: Iterable[P]) -> None:
+        for partition in partitions:
+            self.next_offset.pop(partition, None)
+            self.sought_in.pop(partition, None)
+
+
+class Record(Protocol):
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+def commit_positions(records: Iterable[Record]) -> dict[int, int]:
+    """Rule 8: per partition, the offset to commit once every record of the
+    batch is done: the one after the last record (Kafka's committed offset is
+    the next to read)."""
+    positions: dict[int, int] = {}
+    for record in records:
+        positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
+    return positions
+
+
+def lane_partitions(actives: Iterable[tuple[str, int]], jobs_changelog: str) -> frozenset[int]:
+    """Rule 7: the lane partitions a worker reads are the numbers of the
+    ``jobs`` changelog partitions it owns as active (not as standby)."""
+    return frozenset(partition for topic, partition in actives if topic == jobs_changelog)
