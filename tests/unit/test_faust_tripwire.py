@@ -1,0 +1,51 @@
+"""A tripwire on the faust-streaming code regen overrides or depends on.
+
+streams/consumer.py replaces private methods of Faust's consumer, and
+agents/lanes.py relies on the order in which Faust revokes, assigns and
+recovers (the ``on_partitions_revoked`` signal is sent after streams are
+drained; ``app.rebalancing`` stays true until recovery ends). faust-streaming
+is pinned to one release for that reason; this test fails when the pin moves
+and any of those methods changed, so the upgrade starts by reading them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from importlib.metadata import version
+
+import pytest
+
+PINNED = "0.15.3"
+
+# Upstream method -> the first 16 hex digits of the SHA-256 of its source in PINNED.
+WATCHED = {
+    "faust.transport.consumer.Consumer.ack": "5fcf41cf45153475",
+    "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
+    "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
+    "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
+    "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.consumer.Consumer.seek": "b86a9fe05f956b30",
+    "faust.transport.consumer.Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
+    "faust.app.base.App._on_partitions_revoked": "d5c895bbe57dc73a",
+    "faust.app.base.App._on_partitions_assigned": "de932b7927db85b3",
+    "faust.tables.recovery.Recovery._resume_streams": "d986a6710c1aca98",
+    "faust.tables.recovery.Recovery.on_recovery_completed": "6ef567acf072e46d",
+}
+
+
+def test_the_installed_faust_is_the_pinned_release():
+    assert version("faust-streaming") == PINNED, (
+        "faust-streaming moved: re-read the methods in WATCHED against streams/consumer.py and "
+        "agents/lanes.py, then update PINNED, the hashes and pyproject.toml's pin together")
+
+
+@pytest.mark.parametrize("name", sorted(WATCHED))
+def test_a_watched_upstream_method_is_unchanged(name):
+    module_name, class_name, method = name.rsplit(".", 2)
+    function = getattr(getattr(importlib.import_module(module_name), class_name), method)
+    digest = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+    assert digest == WATCHED[name], (
+        f"{name} changed upstream: compare it with what streams/consumer.py / agents/lanes.py assume "
+        f"(streams/checkpoint.py lists the rules), then record the new digest {digest}")
