@@ -65,6 +65,7 @@ ENVIRONMENT: dict[str, str] = {
     "image_formats": "REGEN_IMAGE_FORMATS",
     "video_containers": "REGEN_VIDEO_CONTAINERS",
     "log_level": "REGEN_LOG_LEVEL",
+    "broker_backoff_max": "REGEN_BROKER_BACKOFF_MAX",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password"})
@@ -157,6 +158,10 @@ class Settings:
     # every other demuxer that opens further files are refused.
     video_containers: tuple[str, ...] = ("mov", "matroska", "avi", "mpeg", "mpegts")
     log_level: str = "info"
+    # While the broker is away, reconnects and metadata updates wait longer
+    # each time (from 0.1 s, doubling, with jitter) up to this many seconds:
+    # the longest a worker takes to notice the broker is back.
+    broker_backoff_max: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -203,6 +208,9 @@ class Settings:
         if self.retry_first_delay < 0 or self.retry_factor < 1 or self.retry_max_delay < self.retry_first_delay:
             raise ConfigError(f"retry delays must satisfy 0 <= {ENVIRONMENT['retry_first_delay']} <= "
                               f"{ENVIRONMENT['retry_max_delay']} and {ENVIRONMENT['retry_factor']} >= 1")
+        if self.broker_backoff_max < 0.1:
+            raise ConfigError(f"{ENVIRONMENT['broker_backoff_max']}={self.broker_backoff_max}: "
+                              "must be at least 0.1 (seconds)")
         if self.idle_delay < 0:
             raise ConfigError(f"{ENVIRONMENT['idle_delay']}={self.idle_delay}: must be >= 0")
         if not 1 <= self.composite_max_frames <= 1024:
