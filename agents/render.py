@@ -182,11 +182,10 @@ def _start(ctx: WorkerContext, job: RenderJob) -> str | Completion | None:
             status="superseded", updated_at=at).to_dict()
         log.info("job %s superseded by a newer revision: not rendered", job.job_id)
         return None
+    # The job's own record says it runs (the sweeper and /jobs read it); the
+    # target's state is written again only when the outcome is known, which
+    # is all its projections need: one changelog record per variant fewer.
     ctx.tables.jobs[job.job_id] = folds.job_started(current, job, at).to_dict()
-    kind = KINDS[job.target.kind]
-    state = kind.read(ctx.tables.of(kind.table).get(job.target.id))
-    if state is not None:
-        ctx.put_state(kind, job.target.id, kind.running(state, job, at))
     return "render"
 
 

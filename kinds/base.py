@@ -114,9 +114,6 @@ class Kind(ABC, Generic[State]):
     def queued(self, state: State, job: RenderJob, at: str) -> State:
         return state
 
-    def running(self, state: State, job: RenderJob, at: str) -> State:
-        return state
-
     @abstractmethod
     def completed(self, state: State, event: Completion) -> State:
         """An ImageGenerated or ImageFailed folded into the target's state."""

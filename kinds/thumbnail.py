@@ -73,9 +73,6 @@ class Thumbnail(Kind[AssetState]):
     def queued(self, state: AssetState, job: RenderJob, at: str) -> AssetState:
         return folds.asset_variant_queued(state, job, at)
 
-    def running(self, state: AssetState, job: RenderJob, at: str) -> AssetState:
-        return folds.asset_variant_running(state, job, at)
-
     def completed(self, state: AssetState, event: Completion) -> AssetState:
         if isinstance(event, ImageGenerated):
             return folds.asset_image_generated(state, event)

@@ -49,10 +49,6 @@ def asset_variant_queued(state: AssetState, job: RenderJob, at: str) -> AssetSta
     return state.evolve(variants={**state.variants, job.variant: entry.to_dict()})
 
 
-def asset_variant_running(state: AssetState, job: RenderJob, at: str) -> AssetState:
-    return _set_variant_status(state, job.variant, job.job_id, job.revision, "running", at)
-
-
 def asset_image_generated(state: AssetState, event: ImageGenerated) -> AssetState:
     if event.revision < state.revision:
         return state  # a render of content the asset no longer has

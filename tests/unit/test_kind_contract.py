@@ -69,8 +69,7 @@ def test_plan_render_fold_replay_repair_supersede(kind: Kind, settings: Settings
     completion = generated_event(job, outcome, store, 1, AT)
 
     # Fold the completion back: the current revision's output is recorded, idempotently.
-    running = kind.running(kind.queued(state, job, AT), job, AT)
-    done = kind.completed(running, completion)
+    done = kind.completed(kind.queued(state, job, AT), completion)
     assert kind.completed(done, completion) == done
     output = kind.current_output(done, variant)
     assert output is not None and output["sha256"] == completion.sha256 and output["uri"] == completion.uri
