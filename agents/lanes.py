@@ -90,6 +90,7 @@ class RenderLane:
         self.committed: dict[int, int] = {}  # partition -> committed offset, as far as this lane knows
         self._idle = asyncio.Event()  # no batch in flight
         self._idle.set()
+        self._stopping = False
 
     # --- what Faust tells the lane -------------------------------------------
 
@@ -101,6 +102,18 @@ class RenderLane:
             return frozenset()
         changelog = self.ctx.tables.jobs.changelog_topic.get_topic_name()
         return lane_partitions(((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()), changelog)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def stop(self) -> None:
+        """The worker is stopping: take no new batch, and give the one in
+        flight the time a render may take to finish and be committed (if it
+        does not, it is rendered again after the restart)."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.ctx.settings.render_timeout + 5)
 
     async def on_partitions_revoked(self) -> None:
         """Rule 9: let the batch in flight finish and be committed before
@@ -120,7 +133,7 @@ class RenderLane:
         await start_client(consumer, settings, bootstrap)
         self.consumer = consumer
         try:
-            while True:
+            while not self._stopping:
                 await self._step(consumer)
         finally:
             self.consumer = None
@@ -137,7 +150,7 @@ class RenderLane:
         fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000),
                                          max_records=self.ctx.settings.render_batch_size)
         records = [record for batch in fetched.values() for record in batch]
-        if not records:
+        if not records or self._stopping:
             return
         if self._assigned_at != self.rebalances or self.owned() != self.assigned:
             return  # a rebalance began during the fetch: rule 10 reads them again
@@ -218,6 +231,7 @@ def start_lanes(ctx: WorkerContext, lanes: list[RenderLane]) -> None:
     until the lanes' batches are committed."""
     for lane in lanes:
         ctx.app.task(_forever(lane))
+        ctx.app.before_stopping.append(lane.stop)  # type: ignore[attr-defined]  # RegenApp's
 
     @ctx.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers narrower than it calls them
     async def lanes_finish_their_batches(app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -232,7 +246,7 @@ def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
     async def lane_task() -> None:
         await lane.ctx.ensure_pool()
         delay = COMMIT_RETRY_FIRST_S
-        while True:
+        while not lane.stopping:
             started = time.monotonic()
             try:
                 await lane.run()

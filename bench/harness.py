@@ -35,11 +35,12 @@ def broker(work: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def worker(bootstrap: str, state: Path, media: Path, processes: int = 2,
+def worker(bootstrap: str, state: Path, media: Path, processes: int = 2, group: str | None = None,
            **settings: str) -> Iterator[Settings]:
     """A `regen worker` subprocess with its own topics, group and state;
-    ``settings`` are extra REGEN_* variables (e.g. REGEN_VARIANTS="...")."""
-    run_id = uuid.uuid4().hex[:8]
+    ``settings`` are extra REGEN_* variables (e.g. REGEN_VARIANTS="...").
+    Workers given the same ``group`` share topics and consumer group."""
+    run_id = group or uuid.uuid4().hex[:8]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REGEN_APP_ID": f"bench-{run_id}",
            "REGEN_TOPIC_PREFIX": f"bench-{run_id}", "REGEN_STATE_DIR": str(state),
            "REGEN_IMAGE_STORE": str(state / "images"), "REGEN_MEDIA_ROOTS": str(media),

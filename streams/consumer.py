@@ -21,7 +21,7 @@ the upstream methods change, so an upgrade re-reads them first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -187,6 +187,18 @@ class RegenApp(faust.App):
 
     #: Topics whose records are delivered before others fetched with them.
     urgent_topics: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Awaited first when the app stops, while tables and producer still
+        #: work: consumers of regen's own (the render lanes) finish and
+        #: commit their batch in flight there.
+        self.before_stopping: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_stop(self) -> None:
+        for finish in self.before_stopping:
+            await finish()
+        await super().on_stop()
 
     def _new_transport(self) -> Any:
         return RegenTransport(self.conf.broker_consumer, self)

@@ -42,7 +42,7 @@ def test_every_bad_corpus_file_ends_in_its_documented_outcome(start_worker, corp
             assert isinstance(outcome, ImageGenerated), (name, getattr(outcome, "error", ""))
 
 
-@pytest.mark.slow  # about 140 s: 300 photos, three SIGKILLs
+@pytest.mark.slow  # about 60 s: 300 photos, three SIGKILLs
 def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path):
     media = tmp_path / "media"
     photos = make_photos(media, 300)
@@ -104,6 +104,25 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
         for variant in settings.pregenerate_variants:
             status, job = worker.get(f"/jobs/thumbnail:{e.asset_id}:{variant}:r1")
             assert status == 200 and job["status"] == "completed", job
+
+
+def test_a_worker_stopped_while_rendering_exits_cleanly_and_loses_nothing(start_worker, corpus, tmp_path):
+    """SIGTERM mid-batch: the render lanes finish and commit their batch while
+    the producer and tables still work, then the worker exits with 0."""
+    media = tmp_path / "media"
+    photos = make_photos(media, 80)
+    worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    events = [s.event for s in scan(photos, [media], "stopped")]
+    run(publish_all(settings, bootstrap, events))
+    expected = {f"{e.asset_id}/h400.jpg" for e in events}
+    run(wait_for(settings, bootstrap, variant_key, set(sorted(expected)[:1]), timeout=60))
+    worker.stop(signal.SIGTERM)
+    assert worker.proc is not None and worker.proc.returncode == 0, worker.tail(40)
+    assert "Crashed" not in worker.log.read_text(errors="replace"), worker.tail(40)
+    worker.start()
+    seen = run(wait_for(settings, bootstrap, variant_key, expected, timeout=90))
+    assert all(isinstance(c, ImageGenerated) for c in seen.values())
 
 
 def test_a_hung_render_is_killed_and_the_job_next_to_it_completes(start_worker, corpus):

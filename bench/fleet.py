@@ -1,0 +1,76 @@
+"""A fleet against one worker: two workers with one render process each,
+against one worker with two, on the same photos through the same broker.
+
+Scaling out should cost little over scaling up: the figure is the fleet's
+throughput as a ratio to the single worker's (target >= 0.9), each the
+median of ``--repeats`` runs measured here. Both use the thumbnails
+benchmark's 8.6 MP photos, variant h400.jpg; worker start-up and the group's
+first rebalance are not timed (one warm-up import through every worker).
+
+    python -m bench.fleet [--copies 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from bench.harness import broker, worker
+from bench.thumbnails import SIZE, _publish_and_wait, make_photos
+from regen.cli.importer import scan
+from regen.settings import Settings
+
+
+def throughput(paths: list[Path], root: Path, bootstrap: str, workers: int, processes: int) -> float:
+    group = uuid.uuid4().hex[:8]
+    base = Path(tempfile.mkdtemp(prefix="regen-bench-fleet-"))
+    with contextlib.ExitStack() as stack:
+        fleet: list[Settings] = [stack.enter_context(worker(bootstrap, base / f"w{n}", root, processes, group=group))
+                                 for n in range(workers)]
+        for settings in fleet:
+            _wait_ready(settings)
+        settings = fleet[0]
+        events = [s.event for s in scan(paths, [root], batch_id=group)]
+        warm_up = workers * 4  # a few imports, so every member has rendered before the clock starts
+        asyncio.run(_publish_and_wait(settings, bootstrap, events[:warm_up]))
+        started = time.perf_counter()
+        asyncio.run(_publish_and_wait(settings, bootstrap, events[warm_up:]))
+        return (len(events) - warm_up) / (time.perf_counter() - started)
+
+
+def _wait_ready(settings: Settings, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.3)
+    raise SystemExit(f"worker on port {settings.web_port} not ready in {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=3, help="copies of each corpus photo (18 photos each)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="regen-bench-media-"))
+    paths = make_photos(root, args.copies)
+    print(f"{len(paths)} photos of {SIZE[0]}x{SIZE[1]}, variant h400.jpg, median of {args.repeats}", flush=True)
+    with broker(Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))) as bootstrap:
+        one = statistics.median(throughput(paths, root, bootstrap, 1, 2) for _ in range(args.repeats))
+        print(f"1 worker x 2 render processes   {one:7.1f} thumbnails/s", flush=True)
+        two = statistics.median(throughput(paths, root, bootstrap, 2, 1) for _ in range(args.repeats))
+        print(f"2 workers x 1 render process    {two:7.1f} thumbnails/s   {two / one:5.2f} x one worker "
+              f"(target >= 0.9)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
