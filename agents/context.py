@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,14 +24,16 @@ from regen.projections.activity import Activity
 from regen.projections.progress import BatchTracker
 from regen.schemas.events import Event
 from regen.settings import Settings
+from regen.streams.backoff import Backoff
 from regen.streams.codec import encode
 from regen.streams.topics import TopicSpec, topic_name
 
 log = logging.getLogger(__name__)
 
-# aiokafka already retries a send for its request timeout; these pace the
-# retries after that, while a broker is down or being restarted.
-SEND_RETRY_FIRST_S, SEND_RETRY_CAP_S = 0.5, 5.0
+# aiokafka already retries a send for its request timeout; this paces the
+# retries after that, while a broker is down or being restarted. Jitter: the
+# sends of every agent failed at the same moment and should not all retry at one.
+SEND_RETRY = Backoff(first_s=0.5, cap_s=5.0)
 
 # The sends of the batch being handled, while one is (see emitting_together):
 # (topic, key, value, headers, the message whose handling emitted it).
@@ -135,8 +138,7 @@ class WorkerContext:
         An error no retry can cure (the message is too large, the topic is
         not authorised) is logged and raised: the caller's handler
         dead-letters the message whose handling tried to send it."""
-        delay = SEND_RETRY_FIRST_S
-        while True:
+        for attempt in itertools.count(1):
             try:
                 await self.app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None,
                                                       headers=headers)
@@ -146,9 +148,9 @@ class WorkerContext:
                     log.error("sending %d bytes to %s failed for good: %s (%s)", len(value or b""), topic,
                               type(e).__name__, e)
                     raise
+                delay = SEND_RETRY.delay(attempt)
                 log.warning("sending to %s failed (%s); retrying in %.1f s", topic, e, delay)
                 await asyncio.sleep(delay)
-                delay = min(SEND_RETRY_CAP_S, delay * 2)
 
 
 def worth_retrying(error: KafkaError) -> bool:

@@ -5,6 +5,11 @@ that comes back after a restart (a malformed table row) would stop it again
 every time. A timer's tick is a retry by nature, so an error is logged (one
 line per timer per minute, with a count of the ones not logged), counted in
 ``regen_timer_errors_total{timer}``, and the next tick runs as usual.
+
+While the broker is unreachable a tick is skipped: it would only wait for
+the broker (every one of them sends), hold on to what it took meanwhile, and
+have Faust warn each interval that the timer overlaps itself; the first tick
+after the broker is back does the work.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from regen.agents.context import WorkerContext
 from regen.projections.throttled_log import ThrottledLog
+from regen.streams.broker_watch import BrokerWatch, watch_of_app
 
 log = logging.getLogger(__name__)
 _errors = ThrottledLog(log)
@@ -24,8 +30,10 @@ def guarded_timer(ctx: WorkerContext, interval: float, name: str
     """``@guarded_timer(ctx, 1.0, "sweeper")`` in place of ``@ctx.app.timer(1.0, name="sweeper")``."""
 
     def register(tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        broker = watch_of_app(ctx.app)
+
         async def guarded() -> None:
-            await run_guarded(ctx, name, tick)
+            await run_guarded(ctx, name, tick, broker)
 
         guarded.__name__ = guarded.__qualname__ = tick.__name__
         ctx.app.timer(interval, name=name)(guarded)
@@ -34,7 +42,10 @@ def guarded_timer(ctx: WorkerContext, interval: float, name: str
     return register
 
 
-async def run_guarded(ctx: WorkerContext, name: str, tick: Callable[[], Awaitable[None]]) -> None:
+async def run_guarded(ctx: WorkerContext, name: str, tick: Callable[[], Awaitable[None]],
+                      broker: BrokerWatch | None = None) -> None:
+    if broker is not None and not broker.reachable:
+        return
     try:
         await tick()
     except Exception as e:  # noqa: BLE001 - the point: CancelledError (a BaseException) still stops it

@@ -14,6 +14,7 @@ from regen.agents.context import WorkerContext
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
 from regen.agents.lanes import RenderLane
+from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
 from regen.agents.render import register_render
@@ -45,20 +46,25 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_videos(ctx)
     register_sweeper(ctx)
     register_progress(ctx)
+    broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 
     def health() -> dict:
         # Ready once table recovery has caught up with the changelogs: until
         # then projections answer with stale or missing state.
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # faust's TableManager has it; its type does not
+        unreachable_s = broker.unreachable_s()
         if recovery.crashed:
             state = "crashed"
+        elif unreachable_s is not None:  # nothing is processed, whatever the tables say
+            state = "broker_unreachable"
         elif recovery.completed.is_set():
             state = "ok"
         else:
             state = "starting"
         return {"status": state, "app_id": settings.app_id, "pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1),
+                "broker_unreachable_s": None if unreachable_s is None else round(unreachable_s, 1),
                 "render_processes": len(ctx.pool.live_pids()),
                 "render_processes_replaced": ctx.pool.replaced}
 

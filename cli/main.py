@@ -23,6 +23,7 @@ from regen.cli import format as fmt
 from regen.imaging.errors import ImagingError
 from regen.kinds import KINDS
 from regen.kinds.base import Kind
+from regen.log_limits import limit_repeats
 from regen.schemas.exceptions import SchemaError
 from regen.settings import ENVIRONMENT, Settings
 from regen.streams.exceptions import RegenError
@@ -427,6 +428,7 @@ def demo(folder: Path | None, keep_running: bool) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    limit_repeats()  # `regen worker` configures its own handlers, and bounds them too (agents/outages.py)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

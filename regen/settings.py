@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from regen.streams.exceptions import ConfigError
 
@@ -40,6 +42,7 @@ ENVIRONMENT: dict[str, str] = {
     "web_token": "REGEN_WEB_TOKEN",
     "web_debug_endpoints": "REGEN_WEB_DEBUG_ENDPOINTS",
     "web_allow_anonymous": "REGEN_WEB_ALLOW_ANONYMOUS",
+    "advertised_url": "REGEN_ADVERTISED_URL",
     "variants": "REGEN_VARIANTS",
     "pregenerate_variants": "REGEN_PREGENERATE_VARIANTS",
     "render_processes": "REGEN_RENDER_PROCESSES",
@@ -105,6 +108,12 @@ class Settings:
     # Serve the API on a non-loopback address without a token: only when the
     # network in front of it is trusted, so it has to be asked for by name.
     web_allow_anonymous: bool = False
+    # The URL the other workers reach this one's API at. It travels in the
+    # consumer group's metadata, and queries for keys this worker owns are
+    # forwarded to it, so it must name this worker alone: never the bind
+    # address 0.0.0.0, which every container shares. Empty: derived (see
+    # advertised_web_url).
+    advertised_url: str = ""
     variants: tuple[str, ...] = ("h400.jpg", "h400.webp", "h200.jpg", "full.png")
     pregenerate_variants: tuple[str, ...] = ("h400.jpg", "h400.webp")
     render_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -189,6 +198,8 @@ class Settings:
         if self.partitions < 1:
             raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
         self._validate_kafka_security()
+        if self.advertised_url:
+            _check_advertised_url(self.advertised_url)
         if self.render_processes < 1:
             raise ConfigError(
                 f"{ENVIRONMENT['render_processes']}={self.render_processes}: must be at least 1"
@@ -274,6 +285,19 @@ class Settings:
                           f"a token: set {env['web_token']} (clients send it as a bearer token), bind to "
                           f"127.0.0.1, or set {env['web_allow_anonymous']}=1 if the network in front is trusted")
 
+    def advertised_web_url(self) -> str:
+        """``REGEN_ADVERTISED_URL``, or ``http://<web host>:<web port>`` with
+        the machine's host name in place of a wildcard bind address (inside
+        a container that is the container's name on its network)."""
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = self.web_host.strip()
+        if host.strip("[]") in WILDCARD_HOSTS:
+            host = socket.gethostname()
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.web_port}"
+
     def limits(self):
         """What a render may read and decode (imaging.limits.Limits)."""
         from regen.imaging.limits import Limits
@@ -298,12 +322,33 @@ class Settings:
                 shown = str(value)
             if f.name == "bootstrap_servers" and not value:
                 shown = "(local broker from `regen broker start`)"
+            if f.name == "advertised_url" and not value:
+                shown = f"{self.advertised_web_url()} (derived)"
             rows.append((f.name, ENVIRONMENT[f.name], shown))
         return rows
 
     def __repr__(self) -> str:  # never leak the token into logs
         shown = ", ".join(f"{k}={v!r}" for k, _, v in self.describe())
         return f"Settings({shown})"
+
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _check_advertised_url(url: str) -> None:
+    name = ENVIRONMENT["advertised_url"]
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError as e:
+        raise ConfigError(f"{name}={url!r}: {e}") from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={url!r} is not valid: expected http://host:port or https://host:port")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{name}={url!r} is not valid: scheme, host and port only (no path, query or credentials)")
+    if parts.hostname in WILDCARD_HOSTS:
+        raise ConfigError(f"{name}={url!r}: {parts.hostname} is where a server listens, not an address other "
+                          f"workers can reach; name this worker's host")
 
 
 def is_loopback(host: str) -> bool:

@@ -45,6 +45,11 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        # What the group's metadata names this worker by, and where queries
+        # for its partitions are forwarded. Faust would derive it from
+        # web_host, the bind address: 0.0.0.0:6066 in every container, so
+        # every member advertised the same URL.
+        canonical_url=settings.advertised_web_url(),
         web_in_thread=False,
         # Faust's own table dumps and graphs are off unless asked for: the
         # service's API is what projections/views.py exposes.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -83,19 +82,29 @@ class BrokerWatch:
                   ENVIRONMENT["broker_backoff_max"])
 
 
-_watches: weakref.WeakKeyDictionary[Any, BrokerWatch] = weakref.WeakKeyDictionary()
+# One watch per broker address in a process: a worker's Faust clients and
+# the consumers regen builds itself (render lanes) report to the same one.
+_watches: dict[tuple[str, ...], BrokerWatch] = {}
+_watches_lock = threading.Lock()
 
 
-def watch_broker(app: Any, settings: Settings, address: str) -> BrokerWatch:
-    """The watch the Kafka clients of ``app`` report to; call before the app starts."""
-    watch = _watches[app] = BrokerWatch.from_settings(settings, address)
-    return watch
+def watch_broker(address: str, settings: Settings | None = None) -> BrokerWatch:
+    """The watch of the broker at ``address`` ("host:port[,host:port…]"),
+    made with ``settings`` (default: the defaults) the first time it is asked for."""
+    key = servers(address)
+    with _watches_lock:
+        watch = _watches.get(key)
+        if watch is None:
+            watch = _watches[key] = BrokerWatch.from_settings(settings or Settings(), ",".join(key))
+        return watch
 
 
-def watch_for(app: Any) -> BrokerWatch:
-    """The app's watch; an app built without :func:`watch_broker` (a
-    benchmark, a test) gets one with the default settings."""
-    watch = _watches.get(app)
-    if watch is None:
-        watch = _watches[app] = BrokerWatch.from_settings(Settings(), "the Kafka broker")
-    return watch
+def watch_of_app(app: Any) -> BrokerWatch:
+    """The watch of the broker a Faust app talks to."""
+    return watch_broker(",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker))
+
+
+def servers(address: str) -> tuple[str, ...]:
+    """``host:port`` of each server, as Faust spells them (9092 when no port is given)."""
+    return tuple(sorted(item if ":" in item else f"{item}:9092"
+                        for item in (part.strip() for part in address.split(",")) if item))

@@ -16,7 +16,9 @@ from aiokafka.helpers import create_ssl_context
 
 from regen.settings import ENVIRONMENT, Settings
 from regen.streams import local_broker
+from regen.streams.broker_watch import watch_broker
 from regen.streams.exceptions import BrokerError, ConfigError
+from regen.streams.paced_clients import pace
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -75,7 +77,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 async def start_client(client: Any, settings: Settings, bootstrap: str) -> None:
-    """Start an aiokafka client, or raise BrokerError saying why it could not connect."""
+    """Start an aiokafka client, or raise BrokerError saying why it could not connect.
+
+    Once started, it backs off while the broker is away and reports to the
+    broker's watch (streams/paced_clients.py), like the worker's Faust clients."""
+    pace(client, watch_broker(bootstrap, settings))
     with _connection_errors() as errors:
         try:
             await client.start()

@@ -13,8 +13,11 @@ So every aiokafka client of a worker gets, on its instance:
 
 1. a reconnect backoff per broker: after a failed connection, the next
    attempt to that broker waits a capped exponential delay with jitter
-   (Kafka's ``reconnect.backoff.max.ms``); asked sooner, the client answers
-   "not ready" without trying, as it does for a broker it cannot reach;
+   (Kafka's ``reconnect.backoff.max.ms``). A request for that broker waits
+   for its turn, one attempt per delay, so every loop that retries requests
+   after aiokafka's fixed 100 ms (the fetcher, the group coordinator, the
+   heartbeat, the sender) backs off with it instead of failing ten times a
+   second;
 2. a metadata backoff: after a failed metadata update, the next one waits
    the same kind of delay. Everything waiting for metadata (the sender
    above) waits with it, so no loop spins. A metadata update itself always
@@ -35,10 +38,11 @@ import contextvars
 import time
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.client import ConnectionGroup
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from regen.streams.broker_watch import BrokerWatch, watch_for
+from regen.streams.broker_watch import BrokerWatch, watch_of_app
 
 # Set in the task running a metadata update, for the connections it makes (rule 2).
 _updating_metadata: contextvars.ContextVar[bool] = contextvars.ContextVar("regen_updating_metadata", default=False)
@@ -53,6 +57,7 @@ class Pacing:
         self._get_conn = client._get_conn
         self._metadata_update = client._metadata_update
         self._node_failures: dict[Any, tuple[int, float]] = {}  # node id -> (failures, no attempt before)
+        self._node_locks: dict[Any, asyncio.Lock] = {}
         self._metadata_failures = 0
         self._metadata_not_before = 0.0
 
@@ -66,13 +71,20 @@ class Pacing:
         return pacing
 
     async def get_conn(self, node_id: Any, *, group: Any = ConnectionGroup.DEFAULT, no_hint: bool = False) -> Any:
-        failures, not_before = self._node_failures.get(node_id, (0, 0.0))
-        if failures and time.monotonic() < not_before and not _updating_metadata.get():
-            return None  # what aiokafka answers for a broker it cannot reach: the caller retries later
+        if node_id not in self._node_failures or _updating_metadata.get():
+            return await self._connect(node_id, group, no_hint)
+        # Rule 1. The lock: waiters take turns, each after the delay the
+        # previous attempt set, instead of all trying when one delay ends.
+        async with self._node_locks.setdefault(node_id, asyncio.Lock()):
+            while (wait := self._node_failures.get(node_id, (0, 0.0))[1] - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            return await self._connect(node_id, group, no_hint)
+
+    async def _connect(self, node_id: Any, group: Any, no_hint: bool) -> Any:
         before = self._client._conns.get((node_id, group))
         conn = await self._get_conn(node_id, group=group, no_hint=no_hint)
         if conn is None:
-            failures += 1
+            failures = self._node_failures.get(node_id, (0, 0.0))[0] + 1
             self._node_failures[node_id] = (failures, time.monotonic() + self._watch.backoff.delay(failures))
             self._watch.failed()
         elif conn is not before:  # a new connection: the broker is there
@@ -98,12 +110,18 @@ class Pacing:
         return bool(updated)
 
 
+def pace(kafka: Any, watch: BrokerWatch) -> Pacing:
+    """Pace the client inside an AIOKafkaProducer, AIOKafkaConsumer or AIOKafkaAdminClient."""
+    client = kafka.client if isinstance(kafka, AIOKafkaProducer) else kafka._client
+    return Pacing.install(client, watch)
+
+
 class PacedProducer(faust_aiokafka.Producer):
     """Faust's producer with a paced aiokafka client."""
 
     def _new_producer(self, transactional_id: str | None = None) -> Any:
         producer = super()._new_producer(transactional_id)
-        Pacing.install(producer.client, watch_for(self.app))
+        Pacing.install(producer.client, watch_of_app(self.app))
         return producer
 
 
@@ -123,8 +141,9 @@ class PacedTransport(faust_aiokafka.Transport):
 
         def create_paced(loop: asyncio.AbstractEventLoop) -> Any:
             client = create(loop)
-            Pacing.install(client._client, watch_for(self.app))
+            Pacing.install(client._client, watch_of_app(self.app))
             return client
 
         thread._create_consumer = create_paced
         return consumer
+
