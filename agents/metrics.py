@@ -4,14 +4,32 @@ Counters are bumped where things happen (intake, render, dead letters);
 gauges that describe state — queue depth per lane, pending dirty
 annotations — are read from the consumer and the tables when scraped, so
 they cannot drift from what the worker holds.
+
+Every worker exposes what it owns and did, and nothing else: its own
+counters, the lag of the lane partitions it reads, the dirty annotations in
+its partitions. So a sum across workers in Prometheus counts everything
+once. No ``instance`` label is added here (Prometheus adds the scrape
+target), and no label takes a value per asset, job or batch.
+
+A gauge read at scrape time can fail while partitions move (a table or a
+consumer in the middle of a reassignment). That gauge is then left out of
+this scrape and counted in ``regen_metrics_read_errors_total``; the rest of
+the scrape, counters included, still answers. A failing gauge must not turn
+the whole scrape into a 500, which Prometheus records as the worker being
+down, with every counter missing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from regen.projections.throttled_log import ThrottledLog
+
+log = logging.getLogger(__name__)
 
 # Render times run from a few ms (a small JPEG) to tens of seconds (a long
 # composite): buckets from 5 ms to 60 s.
@@ -36,31 +54,49 @@ class Metrics:
                                     "next tick), by timer", ["timer"], registry=self.registry)
         self.requests_answered = Counter("regen_requests_answered", "Requests answered at once from a finished job",
                                          ["answer"], registry=self.registry)
+        self.read_errors = Counter("regen_metrics_read_errors", "Scrapes that left a gauge out because reading it "
+                                   "failed, by gauge", ["gauge"], registry=self.registry)
 
     def watch(self, queue_depth: Callable[[], Iterable[tuple[str, int]]],
               pending_dirty: Callable[[], int]) -> None:
         """Gauges computed at scrape time."""
-        self.registry.register(_StateCollector(queue_depth, pending_dirty))
+        self.registry.register(_StateCollector(queue_depth, pending_dirty, self.read_errors))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _StateCollector:
-    def __init__(self, queue_depth, pending_dirty) -> None:
+    def __init__(self, queue_depth, pending_dirty, read_errors: Counter) -> None:
         self._queue_depth = queue_depth
         self._pending_dirty = pending_dirty
+        self._read_errors = read_errors
+        self._log = ThrottledLog(log)
 
     def describe(self):
         return []  # collected fresh every scrape; nothing to check at registration
 
     def collect(self):
+        for name, read in (("regen_queue_depth", self._lane_depths), ("regen_pending_dirty_annotations",
+                                                                       self._dirty)):
+            try:
+                family = read()
+            except Exception:  # noqa: BLE001 - any failure: this gauge is left out, the scrape goes on
+                self._read_errors.labels(name).inc()
+                self._log.log(name, logging.WARNING, "metrics: reading %s failed; left out of this scrape", name,
+                              exc_info=True)
+                continue
+            yield family
+
+    def _lane_depths(self) -> GaugeMetricFamily:
         depth = GaugeMetricFamily("regen_queue_depth", "Jobs in a render lane not yet done (consumer lag "
                                   "of this worker's partitions plus jobs waiting for a render process)",
                                   labels=["lane"])
         for lane, value in self._queue_depth():
             depth.add_metric([lane], value)
-        yield depth
-        yield GaugeMetricFamily("regen_pending_dirty_annotations",
-                                "Annotations whose composite is stale, in this worker's videos",
-                                value=self._pending_dirty())
+        return depth
+
+    def _dirty(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily("regen_pending_dirty_annotations",
+                                 "Annotations whose composite is stale, in this worker's videos",
+                                 value=self._pending_dirty())
