@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 FETCH_WAIT_S = 0.5
 # A failed commit is retried this often, backing off to this cap.
 COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S = 0.2, 5.0
+# A lane whose consumer failed starts again after a delay doubling up to this.
+LANE_RESTART_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class RenderLane:
 
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
         """Rule 10: (re)assign and start every partition at its committed offset."""
+        epoch = self.rebalances  # a revocation during the awaits below makes the next step reassign
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         self.committed = {}
@@ -174,7 +177,7 @@ class RenderLane:
             self.committed[tp.partition] = committed
         if partitions != self.assigned:
             log.info("render lane %s reads partitions %s", self.name, sorted(partitions) or "none")
-        self.assigned, self._assigned_at = partitions, self.rebalances
+        self.assigned, self._assigned_at = partitions, epoch
 
     async def _where_faust_left_off(self, tp: TopicPartition) -> int:
         """A partition this lane group never committed: the worker's Faust
@@ -253,11 +256,15 @@ def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
             except (KafkaError, BrokerError) as e:
                 # The broker is away (at start-up, or it went): the lane starts
                 # again when it is back; its committed offsets lose nothing.
-                if time.monotonic() - started > 60:
-                    delay = COMMIT_RETRY_FIRST_S
                 log.warning("render lane %s stopped (%s); starting it again in %.0f s", lane.name, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(COMMIT_RETRY_MAX_S * 6, delay * 2)
+            except Exception:  # a bug: visible, and the lane goes on from its committed offsets
+                log.exception("render lane %s failed; starting it again in %.0f s", lane.name, delay)
+            if lane.stopping:
+                return
+            if time.monotonic() - started > 60:
+                delay = COMMIT_RETRY_FIRST_S
+            await asyncio.sleep(delay)
+            delay = min(LANE_RESTART_MAX_S, delay * 2)
 
     lane_task.__name__ = lane_task.__qualname__ = f"render_lane_{lane.name}"
     return lane_task
