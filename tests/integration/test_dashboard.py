@@ -1,18 +1,21 @@
 """The dashboard in a real headless Chromium (Debian's), asserting on what a
 person sees: a token form, numbers that update after events, thumbnails that
-appear (through signed URLs: the token itself never leaves the header)."""
+appear (through signed URLs: the token itself never leaves the header), and
+the workers of the group, up or not answering."""
 
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from regen.cli.importer import scan
-from tests.helpers import publish_all, run
+from tests.helpers import free_port, publish_all, run
 
 CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, and
@@ -46,6 +49,12 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
             expect(page.get_by_test_id("login")).to_be_hidden()
             expect(page.get_by_test_id("batches")).to_contain_text("no batches yet")
             expect(page.get_by_test_id("images")).to_contain_text("nothing rendered yet")
+            # One worker: it answers, with every partition.
+            expect(page.get_by_test_id("status")).to_contain_text("1 worker")
+            member = page.get_by_test_id("member")
+            expect(member).to_have_count(1)
+            expect(member).to_have_attribute("data-answered", "true")
+            expect(member).to_contain_text("0, 1, 2, 3")
 
             # Playwright's sync API owns this thread's event loop: publish from another thread.
             with ThreadPoolExecutor(1) as publisher:
@@ -93,5 +102,35 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
             expect(locked.get_by_test_id("status")).to_contain_text("that token was refused", timeout=15_000)
             expect(locked.get_by_test_id("login")).to_be_visible()
             expect(locked.get_by_test_id("batches")).to_contain_text("no batches yet")
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow  # about 30 s: two workers, then the group's session timeout after one is killed
+def test_the_dashboard_shows_every_worker_and_which_one_stopped_answering(start_worker, tmp_path):
+    workers = [start_worker(REGEN_WEB_TOKEN=TOKEN, REGEN_STATE_DIR=str(tmp_path / f"state{i}"),
+                            REGEN_WEB_PORT=str(free_port()), REGEN_RENDER_PROCESSES="1") for i in range(2)]
+    asked, killed = (f"http://127.0.0.1:{w.settings.web_port}" for w in workers)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{asked}/dashboard")
+            page.get_by_label("API token").fill(TOKEN)
+            page.get_by_role("button", name="Show").click()
+            status, members = page.get_by_test_id("status"), page.get_by_test_id("member")
+            expect(status).to_contain_text("live · 2 workers", timeout=20_000)
+            expect(page.locator('[data-testid=member][data-answered=true]')).to_have_count(2)
+
+            workers[1].stop(signal.SIGKILL)
+            # Until the group notices (its session timeout), the dead worker is listed as not answering...
+            gone = page.locator(f'[data-member="{killed}"]')
+            expect(gone).to_have_attribute("data-answered", "false", timeout=10_000)
+            expect(gone).to_contain_text("not answering")
+            expect(status).to_contain_text("1 of 2 workers answered")
+            # ...then its partitions move to the survivor, and it leaves the list.
+            expect(members).to_have_count(1, timeout=40_000)
+            expect(members).to_contain_text("0, 1, 2, 3", timeout=15_000)
+            expect(status).to_contain_text("live · 1 worker")
         finally:
             browser.close()
