@@ -73,6 +73,23 @@ class GroupView:
     def ready(self) -> bool:
         return self.state == "ok"
 
+    def owner(self, topic: str, partition: int) -> str | None:
+        """The member that owns ``partition`` of the changelog ``topic``.
+
+        Every table and its source topics are co-partitioned (Faust requires
+        it), so partition N of every table belongs to one member. A changelog
+        missing from the metadata has been seen: a group leader whose
+        metadata did not list a changelog created a moment earlier left it
+        unassigned (aiokafka refreshes metadata every 5 minutes). Its rows are
+        still written by the member that handles partition N of the source
+        topic, the owner of partition N of the other tables: asked there when
+        they agree on one member."""
+        owner = self.owners.get(topic, {}).get(partition)
+        if owner is not None:
+            return owner
+        others = {url for by_partition in self.owners.values() if (url := by_partition.get(partition)) is not None}
+        return others.pop() if len(others) == 1 else None
+
     def members(self) -> dict[str, tuple[int, ...]]:
         """URL -> the partitions it owns (the tables are co-partitioned, so
         one set per member), this worker included even before its first
@@ -120,7 +137,7 @@ def decide(view: GroupView, table: str, topic: str, partition: int, forwarded_by
     if not view.ready:
         return Unavailable(f"this worker is {view.state}: the owner of {table} partition {partition} "
                            f"is not known for sure yet", RETRY_REBALANCE_S)
-    owner = view.owners.get(topic, {}).get(partition)
+    owner = view.owner(topic, partition)
     if owner is None:
         return Unavailable(f"no member of the group owns {table} partition {partition} yet", RETRY_REBALANCE_S)
     if normalize_url(owner) == normalize_url(view.self_url):

@@ -56,6 +56,16 @@ def test_a_partition_nobody_owns_is_unavailable_not_missing():
     assert isinstance(decision, Unavailable) and "no member" in decision.reason
 
 
+def test_a_changelog_left_out_of_the_assignment_goes_to_the_owner_of_its_partition_in_the_other_tables():
+    # Co-partitioned tables: partition 1 of every table is w2's, so the batch rows of partition 1 are there.
+    owners = {TOPIC: {0: ME, 1: OTHER}, "regen-jobs-changelog": {0: ME, 1: OTHER}}
+    assert decide(view(owners=owners), "batches", "regen-batches-changelog", 1, None) == Forward(OTHER)
+    assert decide(view(owners=owners), "batches", "regen-batches-changelog", 0, None) == Local()
+    # Tables that disagree (a member mid-move) name no owner: 503, not a guess.
+    owners["regen-jobs-changelog"] = {0: ME, 1: "http://w3:6066"}
+    assert isinstance(decide(view(owners=owners), "batches", "regen-batches-changelog", 1, None), Unavailable)
+
+
 @pytest.mark.parametrize("state", ["starting", "rebalancing", "crashed"])
 def test_while_not_ready_even_an_owned_partition_is_unavailable(state):
     for partition in range(4):
