@@ -146,8 +146,10 @@ async def test_a_forwarded_query_carries_the_token_and_marks_itself_and_the_answ
 
 
 async def test_an_owner_that_does_not_answer_in_time_raises_instead_of_hanging():
+    release = asyncio.Event()
+
     async def handler(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await release.wait()  # a stuck owner
         return web.Response(text="late")
 
     runner, url = await owner_server(handler)
@@ -159,4 +161,5 @@ async def test_an_owner_that_does_not_answer_in_time_raises_instead_of_hanging()
                 await forward(session, url, "/assets/a", None, ME, timeout=0.3)
             assert loop.time() - started < 2
     finally:
+        release.set()
         await runner.cleanup()
