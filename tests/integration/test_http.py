@@ -136,7 +136,9 @@ def test_health_tells_readiness_and_the_render_pool_only(start_worker):
     assert status == 200
     health = orjson.loads(body)
     assert health["status"] == "ok" and health["render_processes"] == 2
-    assert set(health) <= {"status", "uptime_s", "render_processes", "render_processes_replaced"}, health
+    assert health["broker_unreachable_s"] is None, "the broker is up"
+    assert set(health) <= {"status", "uptime_s", "broker_unreachable_s", "render_processes",
+                           "render_processes_replaced"}, health
     text = body.decode()
     for secret in (TOKEN, worker.settings.app_id, str(worker.settings.state_dir), str(worker.settings.image_store),
                    socket.gethostname(), str(worker.proc.pid)):
