@@ -34,7 +34,16 @@ def asset_status(tables: Tables, asset_id: str) -> dict | None:
     asset = AssetState.from_dict(tables.assets.get(asset_id))
     if asset is None:
         return None
-    return asset.to_dict()
+    view = asset.to_dict()
+    # A render does not rewrite its asset's state (one changelog record fewer
+    # per variant): a pending variant whose job runs or waits for a retry
+    # says so from the job's own record.
+    for variant in view.get("variants", {}).values():
+        if variant.get("status") == "pending":
+            job = JobState.from_dict(tables.jobs.get(variant.get("job_id", "")))
+            if job is not None and job.status in ("running", "retrying"):
+                variant["status"] = job.status
+    return view
 
 
 def job_status(tables: Tables, job_id: str) -> dict | None:

@@ -230,3 +230,21 @@ def test_an_answer_from_the_store_changes_neither_the_job_nor_the_asset():
     hit = replace(done, cache_hit=True, request_ids=("someone",), generated_at="2026-11-22T10:00:00Z")
     assert folds.job_generated(completed_job, hit) is completed_job
     assert folds.asset_image_generated(completed_asset, hit) is completed_asset
+
+
+def test_an_asset_query_shows_a_running_job_without_the_asset_being_rewritten():
+    from types import SimpleNamespace
+
+    from regen.projections.queries import asset_status
+
+    asset = folds.asset_imported(None, imported())
+    job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
+    asset = folds.asset_variant_queued(asset, job, AT)
+    jobs = {job.job_id: folds.job_queued(None, job, AT).to_dict()}
+    tables = SimpleNamespace(assets={"a1": asset.to_dict()}, jobs=jobs)
+    assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "pending"
+    jobs[job.job_id] = folds.job_started(folds.job_queued(None, job, AT), job, AT).to_dict()
+    assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "running"
+    done = folds.asset_image_generated(asset, generated())
+    tables.assets["a1"] = done.to_dict()
+    assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "completed", "the asset's word is final"
