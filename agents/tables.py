@@ -38,6 +38,11 @@ class Tables:
         return self.by_kind["annotations"]
 
 
+def table_names() -> list[str]:
+    """Every table a worker creates (their changelogs are created up front)."""
+    return ["jobs", "videos", "batches", *dict.fromkeys(kind.table for kind in KINDS.values())]
+
+
 def create_tables(app: faust.App) -> Tables:
     def table(name: str, help: str) -> faust.Table:
         schema: faust.Schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")

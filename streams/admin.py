@@ -8,6 +8,7 @@ Faust refuses to start when a table's source topic and changelog disagree.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -34,8 +35,19 @@ async def cluster_id(settings: Settings, bootstrap: str) -> str:
         await admin.close()
 
 
-async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
-    """Create every missing regen topic. Returns the names it created."""
+def changelog_name(settings: Settings, table: str) -> str:
+    """The changelog topic Faust names for a table of the worker's app."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+async def ensure_topics(settings: Settings, bootstrap: str, tables: Sequence[str] = ()) -> list[str]:
+    """Create every missing regen topic, and the changelogs of ``tables``
+    (a worker's Faust tables). Returns the names it created.
+
+    Changelogs are created here, before the worker joins its group, rather
+    than by Faust as it starts: a group leader whose metadata does not list a
+    changelog created a moment before leaves it unassigned until its next
+    metadata refresh (minutes), and queries of that table have no owner."""
     admin = await _connect(settings, bootstrap)
     try:
         existing = set(await admin.list_topics())
@@ -46,6 +58,10 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
                 continue
             config = {"retention.ms": str(spec.retention_ms if spec.retention_ms != FOREVER else -1)}
             wanted.append(NewTopic(name, settings.partitions, 1, topic_configs=config))
+        for table in tables:
+            name = changelog_name(settings, table)
+            if name not in existing:
+                wanted.append(NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"}))
         if wanted:
             try:
                 await admin.create_topics(wanted)
