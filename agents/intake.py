@@ -18,7 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from regen.agents.context import WorkerContext
-from regen.agents.handling import register_event_agent
+from regen.agents.handling import as_current_event, handle_message, register_event_agent
+from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.imaging.store import output_problem
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
@@ -43,12 +44,24 @@ log = logging.getLogger(__name__)
 INTAKE_BATCH = 200
 
 
-def register_intake(ctx: WorkerContext) -> None:
+def register_intake(ctx: WorkerContext, bootstrap: str) -> None:
     source_topics = {TOPIC_FOR_EVENT[event_type] for kind in KINDS.values() for event_type in kind.source_events}
     for spec in sorted(source_topics, key=lambda s: s.suffix):
         register_event_agent(ctx, spec, f"{spec.suffix.split('.')[0]}-intake", on_source_event,
                              batch=INTAKE_BATCH)
-    register_event_agent(ctx, IMAGES_REQUESTED, "request-intake", on_image_requested, batch=INTAKE_BATCH)
+    # Requests have a consumer of their own (agents/lanes.py): a person's
+    # request never waits in Faust's loop behind a burst of imports.
+    start_followers(ctx, [PartitionFollower(ctx, IMAGES_REQUESTED, bootstrap, take_requests, name="request-intake",
+                                            batch_size=INTAKE_BATCH)])
+
+
+async def take_requests(ctx: WorkerContext, events: list[LaneEvent]) -> None:
+    """A batch of requests, each handled under its own record (table rows
+    land in its partition), their answers and jobs sent together."""
+    async with ctx.emitting_together():
+        for event in events:
+            with as_current_event(event):
+                await handle_message(ctx, event.message, IMAGES_REQUESTED.event_types, on_image_requested)
 
 
 async def on_source_event(ctx: WorkerContext, event: Event) -> None:

@@ -1,17 +1,17 @@
-"""A render lane read by an aiokafka consumer of its own.
+"""Topics read by aiokafka consumers of regen's own, following Faust's ownership.
 
-Faust delivers every topic's records through one loop: a request's render
-used to wait there behind thousands of background records fetched with it.
-Each lane now has its own consumer, its own fetches and its own commits, so
-nothing of the background lane sits in front of the interactive one except
-the render processes, which the pool shares by priority.
+Faust delivers every topic's records through one loop: a request used to
+wait there behind thousands of source events and background jobs fetched
+with it. The two render lanes and the requests topic now each have a
+consumer of their own, with its own fetches and its own commits, so nothing
+of the background work sits in front of a person's request except the render
+processes, which the pool shares by priority.
 
-Ownership still comes from Faust (rules 7-10 of streams/checkpoint.py): a
-render writes its job's state, and a table partition must have one writer,
-so a worker reads exactly the lane partitions whose ``jobs`` table
-partitions it owns. The lane consumer joins no group of its own: it is
-assigned those partitions by hand and keeps its offsets under the group
-``<app id>.lanes``.
+Ownership still comes from Faust (rules 7-10 of streams/checkpoint.py): the
+handlers write table rows, and a table partition must have one writer, so a
+worker reads exactly the partitions whose ``jobs`` table partitions it owns.
+These consumers join no group of their own: they are assigned those
+partitions by hand and keep their offsets under the group ``<app id>.lanes``.
 """
 
 from __future__ import annotations
@@ -74,14 +74,15 @@ def lane_event(record: Any) -> LaneEvent:
                                  tuple(record.headers or ()), (record.timestamp or 0) / 1000))
 
 
-class RenderLane:
-    """Reads one lane's partitions that this worker owns, one batch at a
-    time; commits a batch once ``render`` has returned for it."""
+class PartitionFollower:
+    """Reads the partitions of one topic that this worker owns, one batch at
+    a time; commits a batch once ``handle`` has returned for it."""
 
     def __init__(self, ctx: WorkerContext, spec: TopicSpec, bootstrap: str,
-                 render: Callable[[WorkerContext, list[LaneEvent]], Awaitable[None]]) -> None:
-        self.ctx, self.spec, self.bootstrap, self.render = ctx, spec, bootstrap, render
-        self.name = spec.suffix.rsplit(".", 1)[1]
+                 handle: Callable[[WorkerContext, list[LaneEvent]], Awaitable[None]], *, name: str,
+                 batch_size: int) -> None:
+        self.ctx, self.spec, self.bootstrap, self.handle = ctx, spec, bootstrap, handle
+        self.name, self.batch_size = name, batch_size
         self.topic = topic_name(ctx.settings, spec)
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: frozenset[int] = frozenset()
@@ -129,7 +130,7 @@ class RenderLane:
         settings, bootstrap = self.ctx.settings, self.bootstrap
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=f"{settings.app_id}.lanes", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=settings.render_batch_size,
+            auto_offset_reset="earliest", max_poll_records=self.batch_size,
             # A lone request is not held back waiting for the fetch to fill.
             fetch_max_wait_ms=100, **kafka_security(settings))
         await start_client(consumer, settings, bootstrap)
@@ -149,8 +150,7 @@ class RenderLane:
         if not self.assigned:
             await asyncio.sleep(FETCH_WAIT_S)
             return
-        fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000),
-                                         max_records=self.ctx.settings.render_batch_size)
+        fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000), max_records=self.batch_size)
         records = [record for batch in fetched.values() for record in batch]
         if not records or self._stopping:
             return
@@ -158,7 +158,7 @@ class RenderLane:
             return  # a rebalance began during the fetch: rule 10 reads them again
         self._idle.clear()
         try:
-            await self.render(self.ctx, [lane_event(record) for record in records])
+            await self.handle(self.ctx, [lane_event(record) for record in records])
             await self._commit(consumer, commit_positions(records))
         finally:
             self._idle.set()
@@ -176,7 +176,7 @@ class RenderLane:
             consumer.seek(tp, committed)
             self.committed[tp.partition] = committed
         if partitions != self.assigned:
-            log.info("render lane %s reads partitions %s", self.name, sorted(partitions) or "none")
+            log.info("%s consumer reads partitions %s", self.name, sorted(partitions) or "none")
         self.assigned, self._assigned_at = partitions, epoch
 
     async def _where_faust_left_off(self, tp: TopicPartition) -> int:
@@ -207,10 +207,10 @@ class RenderLane:
                 return
             except KafkaError as e:
                 if self._assigned_at != self.rebalances:
-                    log.info("render lane %s: commit after a rebalance failed (%s); the batch will be "
-                             "rendered again from the committed offsets", self.name, e)
+                    log.info("%s consumer: commit after a rebalance failed (%s); the batch will be "
+                             "handled again from the committed offsets", self.name, e)
                     return
-                log.warning("render lane %s: commit failed (%s); retrying in %.1f s", self.name, e, delay)
+                log.warning("%s consumer: commit failed (%s); retrying in %.1f s", self.name, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(COMMIT_RETRY_MAX_S, delay * 2)
 
@@ -229,23 +229,24 @@ class RenderLane:
         return total
 
 
-def start_lanes(ctx: WorkerContext, lanes: list[RenderLane]) -> None:
-    """Run each lane as a task of the app, and hold Faust's revocations
-    until the lanes' batches are committed."""
-    for lane in lanes:
-        ctx.app.task(_forever(lane))
-        ctx.app.before_stopping.append(lane.stop)  # type: ignore[attr-defined]  # RegenApp's
+def start_followers(ctx: WorkerContext, followers: list[PartitionFollower]) -> None:
+    """Run each as a task of the app, and hold Faust's revocations until
+    their batches in flight are committed."""
+    for follower in followers:
+        ctx.app.task(_forever(follower))
+        ctx.app.before_stopping.append(follower.stop)  # type: ignore[attr-defined]  # RegenApp's
 
     @ctx.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers narrower than it calls them
-    async def lanes_finish_their_batches(app: Any, revoked: Any, **kwargs: Any) -> None:
+    async def followers_finish_their_batches(app: Any, revoked: Any, **kwargs: Any) -> None:
         started = time.monotonic()
-        await asyncio.gather(*(lane.on_partitions_revoked() for lane in lanes))
+        await asyncio.gather(*(follower.on_partitions_revoked() for follower in followers))
         waited = time.monotonic() - started
         if waited > 1:
-            log.info("rebalance waited %.1f s for the render lanes' batches in flight", waited)
+            log.info("rebalance waited %.1f s for %s to finish their batches in flight", waited,
+                     ", ".join(f.name for f in followers))
 
 
-def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
+def _forever(lane: PartitionFollower) -> Callable[[], Awaitable[None]]:
     async def lane_task() -> None:
         await lane.ctx.ensure_pool()
         delay = COMMIT_RETRY_FIRST_S
@@ -256,9 +257,9 @@ def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
             except (KafkaError, BrokerError) as e:
                 # The broker is away (at start-up, or it went): the lane starts
                 # again when it is back; its committed offsets lose nothing.
-                log.warning("render lane %s stopped (%s); starting it again in %.0f s", lane.name, e, delay)
+                log.warning("%s consumer stopped (%s); starting it again in %.0f s", lane.name, e, delay)
             except Exception:  # a bug: visible, and the lane goes on from its committed offsets
-                log.exception("render lane %s failed; starting it again in %.0f s", lane.name, delay)
+                log.exception("%s consumer failed; starting it again in %.0f s", lane.name, delay)
             if lane.stopping:
                 return
             if time.monotonic() - started > 60:
@@ -266,5 +267,5 @@ def _forever(lane: RenderLane) -> Callable[[], Awaitable[None]]:
             await asyncio.sleep(delay)
             delay = min(LANE_RESTART_MAX_S, delay * 2)
 
-    lane_task.__name__ = lane_task.__qualname__ = f"render_lane_{lane.name}"
+    lane_task.__name__ = lane_task.__qualname__ = f"{lane.name.replace('-', '_')}_consumer"
     return lane_task

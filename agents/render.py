@@ -33,7 +33,7 @@ from regen.agents.context import WorkerContext
 from regen.agents.deadletter import send_to_deadletter
 from regen.agents.faults import HangIf, SwapAfterOpen
 from regen.agents.handling import as_current_event, register_event_agent
-from regen.agents.lanes import LaneEvent, RenderLane, start_lanes
+from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from regen.imaging.render import RenderOutcome
 from regen.kinds import KINDS
@@ -56,11 +56,13 @@ KILLED_FOR_RESOURCES = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS,
 SLOW_BATCH_GRACE_S = 30.0
 
 
-def register_render(ctx: WorkerContext, bootstrap: str) -> list[RenderLane]:
+def register_render(ctx: WorkerContext, bootstrap: str) -> list[PartitionFollower]:
     """Each lane read by a consumer of its own (agents/lanes.py); retries
     wait out their delay in an agent of their own."""
-    lanes = [RenderLane(ctx, spec, bootstrap, render_batch) for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND)]
-    start_lanes(ctx, lanes)
+    lanes = [PartitionFollower(ctx, spec, bootstrap, render_batch, name=spec.suffix.rsplit(".", 1)[1],
+                               batch_size=ctx.settings.render_batch_size)
+             for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND)]
+    start_followers(ctx, lanes)
     register_event_agent(ctx, RENDER_RETRY, "render-retry", forward_when_due)
     return lanes
 

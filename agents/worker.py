@@ -13,14 +13,14 @@ import faust
 from regen.agents.context import WorkerContext
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
-from regen.agents.lanes import RenderLane
+from regen.agents.lanes import PartitionFollower
 from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
 from regen.agents.render import register_render
 from regen.agents.render_pool import MemoryCap, RenderPool
 from regen.agents.sweeper import register_sweeper
-from regen.agents.tables import create_tables
+from regen.agents.tables import create_tables, table_names
 from regen.agents.videos import register_videos
 from regen.agents.views import register_views
 from regen.schemas.jobs import Lane
@@ -39,7 +39,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                         pool=RenderPool(settings.render_processes, settings.render_timeout,
                                         initializer=MemoryCap(settings.render_memory_mb),
                                         background_min_share=settings.background_min_share))
-    register_intake(ctx)
+    register_intake(ctx, bootstrap)
     lanes = register_render(ctx, bootstrap)
     register_projector(ctx)
     register_idle_scheduler(ctx)
@@ -73,7 +73,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     return ctx
 
 
-def lane_depths(ctx: WorkerContext, lanes: list[RenderLane]) -> list[tuple[Lane, int]]:
+def lane_depths(ctx: WorkerContext, lanes: list[PartitionFollower]) -> list[tuple[Lane, int]]:
     """Per lane: records of this worker's partitions not yet committed plus
     the jobs waiting for a render process."""
     return [(cast(Lane, lane.name), lane.lag() + ctx.pool.waiting(cast(Lane, lane.name))) for lane in lanes]
@@ -87,7 +87,7 @@ def run_worker(settings: Settings) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
     settings.check_web_exposure()  # before anything starts: nothing to undo
     bootstrap = bootstrap_servers(settings)
-    created = asyncio.run(ensure_topics(settings, bootstrap))
+    created = asyncio.run(ensure_topics(settings, bootstrap, tables=table_names()))
     cluster = asyncio.run(cluster_id(settings, bootstrap))
     if created:
         log.info("created %d topic(s)", len(created))

@@ -11,7 +11,6 @@ import faust
 from regen.settings import Settings
 from regen.streams.connection import faust_credentials
 from regen.streams.consumer import RegenApp
-from regen.streams.topics import IMAGES_REQUESTED, topic_name
 
 
 def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> faust.App:
@@ -62,7 +61,4 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         table_cleanup_interval=30.0,
         stream_wait_empty=True,
     )
-    # A person waits on these: delivered ahead of source events fetched with
-    # them. (The render lanes have consumers of their own: agents/lanes.py.)
-    app.urgent_topics = frozenset({topic_name(settings, IMAGES_REQUESTED)})
     return app

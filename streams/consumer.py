@@ -79,9 +79,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                 await self.sleep(0)  # getmany can return at once, again and again
                 if self.should_stop:
                     break
-                # Requests first among the records of one fetch: a person waits
-                # on them. Sorting is stable, so each partition keeps its order.
-                fetched = sorted([item async for item in records], key=self._delivery_rank)
+                fetched = [item async for item in records]
                 sought: set[TP] = set()  # partitions sent back during this fetch's delivery
                 for index, (tp, message) in enumerate(fetched):
                     delivered_since_yield += 1
@@ -124,9 +122,6 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
-
-    def _delivery_rank(self, item: tuple[TP, Any]) -> int:
-        return 0 if item[0].topic in self.app.urgent_topics else 1  # type: ignore[attr-defined]  # RegenApp's
 
     async def _fetch_again(self, records: Mapping[TP, Any]) -> None:
         """Seek each partition with undelivered records back to its next
@@ -184,9 +179,6 @@ class RegenTransport(PacedTransport):
 
 class RegenApp(faust.App):
     """A Faust app whose Kafka transport uses :class:`CommitOnlyProcessedConsumer`."""
-
-    #: Topics whose records are delivered before others fetched with them.
-    urgent_topics: frozenset[str] = frozenset()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -140,16 +140,3 @@ async def test_a_fetch_that_straddles_a_rebalance_sends_its_partitions_back(app)
     records, _ = await consumer._wait_next_records(0.1)
     assert not records
     assert seeks == [(PARTITION, 41)], "the next fetch starts at the first record not delivered"
-
-
-def test_urgent_topics_are_delivered_first_and_each_partition_keeps_its_order(app):
-    from regen.settings import Settings
-    from regen.streams.topics import IMAGES_REQUESTED, topic_name
-
-    settings = Settings.from_env({})
-    assert app.urgent_topics == {topic_name(settings, IMAGES_REQUESTED)}
-    background, requests = TP("regen.render.background", 0), TP(topic_name(settings, IMAGES_REQUESTED), 1)
-    fetched = [(background, _Rec(5)), (requests, _Rec(1)), (background, _Rec(6)), (requests, _Rec(2))]
-    delivered = sorted(fetched, key=app.consumer._delivery_rank)
-    assert [(tp.topic, r.offset) for tp, r in delivered] == [
-        (requests.topic, 1), (requests.topic, 2), (background.topic, 5), (background.topic, 6)]
