@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.composite
 	$(VENV)/bin/python -m bench.requests
 	$(VENV)/bin/python -m bench.replay
+	$(VENV)/bin/python -m bench.fleet
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK)
