@@ -168,32 +168,32 @@ class PartitionFollower:
         epoch = self.rebalances  # a revocation during the awaits below makes the next step reassign
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        never = [tp for tp, offset in committed.items() if offset is None]
+        starts = {**committed, **(await self._where_faust_left_off(never) if never else {})}
         self.committed = {}
         for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                committed = await self._where_faust_left_off(tp)
-            consumer.seek(tp, committed)
-            self.committed[tp.partition] = committed
+            consumer.seek(tp, starts[tp] or 0)
+            self.committed[tp.partition] = starts[tp] or 0
         if partitions != self.assigned:
             log.info("%s consumer reads partitions %s", self.name, sorted(partitions) or "none")
         self.assigned, self._assigned_at = partitions, epoch
 
-    async def _where_faust_left_off(self, tp: TopicPartition) -> int:
-        """A partition this lane group never committed: the worker's Faust
-        group read the lanes before they had consumers of their own, so
-        start where it committed rather than render everything again."""
+    async def _where_faust_left_off(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Partitions this group never committed: the worker's Faust group
+        read these topics before they had consumers of their own, so start
+        where it committed rather than handle everything again (0 where it
+        never committed either). One admin request for all of them."""
         faust_group = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
                                           **kafka_security(self.ctx.settings))
         try:
             await faust_group.start()
-            offsets = await faust_group.list_consumer_group_offsets(self.ctx.settings.app_id, partitions=[tp])
+            offsets = await faust_group.list_consumer_group_offsets(self.ctx.settings.app_id, partitions=tps)
         except KafkaError:
             offsets = {}
         finally:
             await faust_group.close()
-        found = offsets.get(tp)
-        return found.offset if found is not None and found.offset >= 0 else 0
+        return {tp: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in tps}
 
     async def _commit(self, consumer: AIOKafkaConsumer, positions: dict[int, int]) -> None:
         """Rule 8, retried with backoff: the broker may be away for a while,

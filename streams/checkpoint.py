@@ -1,10 +1,10 @@
 """When a record is delivered, and when its offset is committed: the rules, in order.
 
-regen reads Kafka two ways. Source events, requests, completions, retries and
-batch progress go through Faust's consumer (``streams/consumer.py``), which
-hands records one at a time to agents and commits the offsets they acked. The
-two render lanes are read by an aiokafka consumer each (``agents/lanes.py``),
-which takes a batch, renders it and commits it. Every rule below is here
+regen reads Kafka two ways. Source events, completions, retries and batch
+progress go through Faust's consumer (``streams/consumer.py``), which hands
+records one at a time to agents and commits the offsets they acked. The two
+render lanes and the requests topic are read by an aiokafka consumer each
+(``agents/lanes.py``), which takes a batch, handles it and commits it. Every rule below is here
 because, without it, a test lost or stalled records; each says why.
 
 Delivery through Faust's consumer (:class:`Sequencer`)
@@ -35,7 +35,7 @@ Commits through Faust's consumer
    which the stream processed it. Anything else is released (shutdown does
    not wait for it) but fetched and handled again after the rebalance.
 
-The render lanes (:func:`commit_positions`)
+The render lanes and requests (:func:`commit_positions`)
 
 7. A lane partition is read only by the worker that owns the same partition
    of the tables (Faust's assignment of the ``jobs`` changelog), and only
