@@ -143,6 +143,11 @@ class Kind(ABC, Generic[State]):
         """What repair can narrow by: {"batch": ..., "video": ...}."""
         return {}
 
+    def group(self, state: State) -> str | None:
+        """The group whose progress the target counts in (a case of
+        generated images), or None."""
+        return None
+
     # --- samples -------------------------------------------------------------------
 
     @abstractmethod

@@ -51,6 +51,10 @@ class RenderJob(Event):
     start_frame: FrameNumber | None = None
     end_frame: FrameNumber | None = None
     crop: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
+    # What else a kind's render needs, as its plan wrote it and its
+    # render_call reads it (an overlay's polygons, a generation's prompt):
+    # one open field, so a new kind changes no record but its own.
+    detail: dict | None = None
     # retries: not to be rendered before this time (seconds since the epoch), and why
     not_before: float | None = None
     last_error: ErrorText | None = None
