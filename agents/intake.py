@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from regen.agents.context import WorkerContext
+from regen.agents.groups import announce_members
 from regen.agents.handling import as_current_event, handle_message, register_event_agent
 from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.imaging.store import output_problem
@@ -93,6 +94,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
                  len(jobs), kind.name)
     for announcement in kind.announcements(before, after):
         await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    await announce_members(ctx, kind, target_id, before, after)
 
 
 def _queue_standing(ctx: WorkerContext, kind: Kind, state, at: str) -> tuple[object, list[RenderJob]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from regen.projections.throttled_log import ThrottledLog
@@ -54,6 +54,12 @@ class Metrics:
                                     "next tick), by timer", ["timer"], registry=self.registry)
         self.requests_answered = Counter("regen_requests_answered", "Requests answered at once from a finished job",
                                          ["answer"], registry=self.registry)
+        self.webhooks = Counter("regen_webhook_posts", "Webhook posts, by outcome (delivered, failed: after "
+                                "its retries)", ["outcome"], registry=self.registry)
+        self.stuck_jobs = Gauge("regen_stuck_jobs", "Unfinished jobs in this worker's partitions with no progress "
+                                "for REGEN_STUCK_AFTER", registry=self.registry)
+        self.stuck_groups = Gauge("regen_stuck_groups", "Unfinished groups in this worker's partitions with no "
+                                  "member changing for REGEN_GROUP_STUCK_AFTER", registry=self.registry)
         self.read_errors = Counter("regen_metrics_read_errors", "Scrapes that left a gauge out because reading it "
                                    "failed, by gauge", ["gauge"], registry=self.registry)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from regen.agents.context import WorkerContext
+from regen.agents.groups import announce_finished
 from regen.agents.handling import register_event_agent
 from regen.kinds import KINDS
 from regen.projections import folds
@@ -41,11 +42,13 @@ async def _fold_into_target(ctx: WorkerContext, event: ImageGenerated | ImageFai
     if before is None:
         return
     after = kind.completed(before, event)
-    if after == before:
-        return
-    ctx.put_state(kind, event.target.id, after)
-    for announcement in kind.announcements(before, after):
-        await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    if after != before:
+        ctx.put_state(kind, event.target.id, after)
+        for announcement in kind.announcements(before, after):
+            await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    # Even when the state did not change (a redelivered completion): the
+    # group ignores what it knows, and must not miss a member's finish.
+    await announce_finished(ctx, kind, after, event)
 
 
 def _note_activity(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:

@@ -1,6 +1,8 @@
 """The sweeper: re-sends jobs that made no progress for ``stuck_after`` (left
-running by a worker that died, or whose lane message was lost), and warns
-about videos with too much pending work.
+running by a worker that died, or whose lane message was lost), tells each
+such episode as a Stuck event on ``alerts`` and counts them in the
+``regen_stuck_jobs`` gauge (an operator's alert rule needs a number, not a
+log line), and warns about videos with too much pending work.
 
 Every worker sweeps the table partitions it holds. (A leader-only timer, as
 first designed, would see only the leader's partitions: tables are sharded.)
@@ -18,10 +20,11 @@ from regen.agents.context import WorkerContext
 from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
 from regen.projections.state import JobState, VideoState
-from regen.projections.sweeping import stuck_jobs, videos_over
+from regen.projections.sweeping import epoch, stuck_jobs, stuck_since, videos_over
+from regen.schemas.events import Stuck
 from regen.schemas.jobs import Lane
 from regen.streams.codec import now_iso
-from regen.streams.topics import RENDER_BACKGROUND, RENDER_INTERACTIVE
+from regen.streams.topics import ALERTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class SweeperMemory:
     """What the sweeper remembers between rounds (its own, in memory)."""
 
     resent: dict[str, float] = field(default_factory=dict)  # job_id -> when it was sent again
+    told: dict[str, str | None] = field(default_factory=dict)  # job_id -> the time it is stuck since, told
     warned_videos: set[str] = field(default_factory=set)  # over the pending threshold, already said
 
 
@@ -50,7 +54,10 @@ async def sweep(ctx: WorkerContext, memory: SweeperMemory) -> None:
     now = time.time()
     # from_dict reads a malformed (forged) row as None: skipped
     jobs = (job for job in (JobState.from_dict(v) for v in ctx.tables.jobs.values()) if job is not None)
-    for job in stuck_jobs(jobs, now, ctx.settings.stuck_after):
+    stuck = stuck_jobs(jobs, now, ctx.settings.stuck_after)
+    ctx.metrics.stuck_jobs.set(len(stuck))
+    await _tell_stuck(ctx, memory, stuck, now)
+    for job in stuck:
         last = memory.resent.get(job.job_id)
         if last is not None and now - last < ctx.settings.stuck_after:
             continue
@@ -68,6 +75,21 @@ async def sweep(ctx: WorkerContext, memory: SweeperMemory) -> None:
             log.warning("video %s has %d annotations pending (threshold %d)", video_id, pending,
                         ctx.settings.pending_warn_threshold)
     memory.warned_videos = set(over)
+
+
+async def _tell_stuck(ctx: WorkerContext, memory: SweeperMemory, stuck: list[JobState], now: float) -> None:
+    """One Stuck event per episode: a job stuck since the same moment is
+    told once; once it moves and sticks again, it is told again."""
+    told = {}
+    for job in stuck:
+        since = stuck_since(job)
+        told[job.job_id] = since
+        if memory.told.get(job.job_id, "") == since:
+            continue
+        stuck_for = now - (epoch(since) or now)
+        await ctx.emit(ALERTS, Stuck(subject="job", id=job.job_id, status=job.status, since=since,
+                                     stuck_for_s=round(stuck_for, 1), at=now_iso()))
+    memory.told = told
 
 
 def _rebuild(ctx: WorkerContext, job: JobState):

@@ -20,6 +20,7 @@ class Tables:
     jobs: faust.Table  # job_id -> JobState
     videos: faust.Table  # video_id -> VideoState (the video's dirty annotations)
     batches: faust.Table  # batch_id -> BatchState (per-partition progress shards)
+    groups: faust.Table  # group_id -> GroupState (its members' statuses and outputs)
     # Every kind's table of its targets' state, by the name the kind gives
     # (assets, annotations, ...): a new kind with a table of its own needs
     # nothing here.
@@ -40,7 +41,7 @@ class Tables:
 
 def table_names() -> list[str]:
     """Every table a worker creates (their changelogs are created up front)."""
-    return ["jobs", "videos", "batches", *dict.fromkeys(kind.table for kind in KINDS.values())]
+    return ["jobs", "videos", "batches", "groups", *dict.fromkeys(kind.table for kind in KINDS.values())]
 
 
 def create_tables(app: faust.App) -> Tables:
@@ -56,5 +57,6 @@ def create_tables(app: faust.App) -> Tables:
         jobs=table("jobs", "job_id -> render job status"),
         videos=table("videos", "video_id -> its dirty annotations"),
         batches=table("batches", "batch_id -> progress of an import batch, per partition"),
+        groups=table("groups", "group_id -> its members: status, output or failure"),
         by_kind=by_kind,
     )

@@ -43,6 +43,7 @@ from regen.agents.routing import (
 from regen.agents.tables import Tables
 from regen.imaging.store_files import StoreFileError, read_store_file
 from regen.projections.activity import Activity
+from regen.projections.groups import GroupState, group_answer
 from regen.projections.queries import (
     MemberOverview,
     annotation_status,
@@ -153,6 +154,15 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
             # that key's partition (agents/progress.py).
             return await routed(self, request, tables.batches, batch_id,
                                 lambda: batch_status(tables, batch_id, time.time()))
+
+    @app.page("/groups/{group_id}")
+    class GroupView(View):
+        async def get(self, request: Request, group_id: str) -> Response:
+            def local() -> dict | None:
+                state = GroupState.from_dict(tables.groups.get(group_id))
+                return group_answer(state) if state is not None else None
+
+            return await routed(self, request, tables.groups, group_id, local)
 
     @app.page("/metrics")
     class MetricsView(View):

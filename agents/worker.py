@@ -11,6 +11,7 @@ from typing import cast
 import faust
 
 from regen.agents.context import WorkerContext
+from regen.agents.groups import register_groups
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
@@ -23,6 +24,7 @@ from regen.agents.sweeper import register_sweeper
 from regen.agents.tables import create_tables, table_names
 from regen.agents.videos import register_videos
 from regen.agents.views import register_views
+from regen.agents.webhooks import register_webhooks
 from regen.schemas.jobs import Lane
 from regen.settings import Settings
 from regen.streams.admin import cluster_id, ensure_topics
@@ -46,6 +48,8 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_videos(ctx)
     register_sweeper(ctx)
     register_progress(ctx)
+    register_groups(ctx)
+    register_webhooks(ctx)
     broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 

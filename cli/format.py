@@ -97,6 +97,21 @@ def format_batch(b: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_group(g: dict[str, Any]) -> str:
+    done = g["completed"] + g["failed"]
+    lines = [f"group     {g['group_id']}" + (f"  ({g['label']})" if g.get("label") else ""),
+             f"status    {g['status']}: {done}/{g['total']} finished, {g['completed']} completed, "
+             f"{g['failed']} failed, {g['pending']} pending",
+             f"started   {g.get('started_at') or '-'}   finished {g.get('finished_at') or '-'}"]
+    for member, uri in sorted(g.get("outputs", {}).items())[:20]:
+        lines.append(f"output    {member} -> {uri}")
+    for failure in g.get("failures", [])[:20]:
+        lines.append(f"failed    {failure['member']}: {failure['error']}")
+    if g.get("refused_members"):
+        lines.append(f"refused   {g['refused_members']} member(s) past REGEN_GROUP_MAX_MEMBERS")
+    return "\n".join(lines)
+
+
 def deadletter_fields(record: Any) -> dict[str, Any]:
     """A dead-letter record as plain fields (headers decoded, value as text)."""
     headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}

@@ -317,6 +317,8 @@ _STATUS_QUERIES = (
      "A video's pending count, dirty annotations, progress (rate, ETA) and failures."),
     ("batch", "/batches/{}", fmt.format_batch,
      "An import batch: completed, failed and pending thumbnails, rate, ETA, failures."),
+    ("group", "/groups/{}", fmt.format_group,
+     "A group (a case of generated images, ...): status, counts, each member's output or failure."),
 )
 
 

@@ -92,6 +92,9 @@ class Thumbnail(Kind[AssetState]):
     def scope(self, state: AssetState) -> dict[str, str | None]:
         return {"batch": state.batch_id}
 
+    def group(self, state: AssetState) -> str | None:
+        return state.group_id
+
     def offline_call(self, source: Path, store: Path, variant: str, settings: Settings,
                      options: dict[str, Any]) -> RenderCall:
         from regen.imaging.render import ThumbnailTask, run_thumbnail_task

@@ -20,9 +20,10 @@ def asset_imported(state: AssetState | None, event: AssetImported) -> AssetState
     """A new asset starts at revision 1; new content under the same id bumps
     the revision (old renders become stale); the same content is a no-op."""
     if state is not None and state.sha256 == event.sha256:
-        if state.uri == event.uri and state.batch_id == event.batch_id:
+        if state.uri == event.uri and state.batch_id == event.batch_id and state.group_id == event.group_id:
             return state
-        return state.evolve(uri=event.uri, batch_id=event.batch_id or state.batch_id)
+        return state.evolve(uri=event.uri, batch_id=event.batch_id or state.batch_id,
+                            group_id=event.group_id or state.group_id)
     revision = 1 if state is None else state.revision + 1
     return AssetState(
         asset_id=event.asset_id,
@@ -35,6 +36,7 @@ def asset_imported(state: AssetState | None, event: AssetImported) -> AssetState
         batch_id=event.batch_id,
         captured_at=event.captured_at,
         variants={},
+        group_id=event.group_id,
     )
 
 

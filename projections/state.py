@@ -127,6 +127,7 @@ class AssetState(Record):
     batch_id: str | None = None
     captured_at: str | None = None
     variants: dict[str, Annotated[dict, Shape(VariantState)]] = field(default_factory=dict)
+    group_id: str | None = None
 
     def variant(self, name: str) -> VariantState | None:
         return VariantState.from_dict(self.variants.get(name))

@@ -9,7 +9,7 @@ from datetime import datetime
 from regen.projections.state import JobState, VideoState
 
 
-def _epoch(iso: str | None) -> float | None:
+def epoch(iso: str | None) -> float | None:
     if not iso:
         return None
     try:
@@ -32,10 +32,15 @@ def stuck_jobs(jobs: Iterable[JobState], now: float, stuck_after: float) -> list
     """
     stuck = []
     for job in jobs:
-        since = _epoch(job.updated_at if job.status != "running" else (job.started_at or job.updated_at))
+        since = epoch(stuck_since(job))
         if job.status in UNFINISHED and since is not None and now - since > stuck_after:
             stuck.append(job)
     return stuck
+
+
+def stuck_since(job: JobState) -> str | None:
+    """When a job last moved: a running job since it started, any other since its last change."""
+    return job.updated_at if job.status != "running" else (job.started_at or job.updated_at)
 
 
 def videos_over(videos: Iterable[VideoState], threshold: int) -> list[VideoState]:

@@ -69,9 +69,17 @@ ENVIRONMENT: dict[str, str] = {
     "video_containers": "REGEN_VIDEO_CONTAINERS",
     "log_level": "REGEN_LOG_LEVEL",
     "broker_backoff_max": "REGEN_BROKER_BACKOFF_MAX",
+    "group_max_members": "REGEN_GROUP_MAX_MEMBERS",
+    "group_stuck_after": "REGEN_GROUP_STUCK_AFTER",
+    "webhook_urls": "REGEN_WEBHOOK_URLS",
+    "webhook_hosts": "REGEN_WEBHOOK_HOSTS",
+    "webhook_secret": "REGEN_WEBHOOK_SECRET",
+    "webhook_progress_interval": "REGEN_WEBHOOK_PROGRESS_INTERVAL",
+    "webhook_retries": "REGEN_WEBHOOK_RETRIES",
+    "webhook_timeout": "REGEN_WEBHOOK_TIMEOUT",
 }
 
-SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password"})
+SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -171,6 +179,22 @@ class Settings:
     # each time (from 0.1 s, doubling, with jitter) up to this many seconds:
     # the longest a worker takes to notice the broker is back.
     broker_backoff_max: float = 5.0
+    # A group's row keeps every member (its output or failure): past this
+    # many, new members are counted as refused, not kept. Groups are cases of
+    # tens of images; a batch of thousands has batch progress.
+    group_max_members: int = 1000
+    # An unfinished group with no member changing for this long is stuck
+    # (metric regen_stuck_groups and a Stuck event).
+    group_stuck_after: float = 600.0
+    # Webhooks: every group's progress and completion also go to these URLs;
+    # a URL (here or in a GroupDeclared) is only ever called if its host is
+    # in webhook_hosts. Bodies are signed with webhook_secret (HMAC-SHA256).
+    webhook_urls: tuple[str, ...] = ()
+    webhook_hosts: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_progress_interval: float = 5.0  # at most one progress post per group this often
+    webhook_retries: int = 3  # after the first attempt, with backoff; then a dead letter
+    webhook_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -238,12 +262,33 @@ class Settings:
             odd = [v for v in getattr(self, setting) if v not in known]
             if odd:
                 raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
+        self._validate_groups_and_webhooks()
         unknown = [v for v in self.pregenerate_variants if v not in self.variants]
         if unknown:
             raise ConfigError(
                 f"{ENVIRONMENT['pregenerate_variants']} names {', '.join(unknown)}, "
                 f"which {ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})"
             )
+
+    def _validate_groups_and_webhooks(self) -> None:
+        env = ENVIRONMENT
+        if not 1 <= self.group_max_members <= 100_000:
+            raise ConfigError(f"{env['group_max_members']}={self.group_max_members}: must be 1..100000")
+        if self.group_stuck_after <= 0 or self.webhook_progress_interval < 0 or self.webhook_timeout <= 0:
+            raise ConfigError(f"{env['group_stuck_after']} and {env['webhook_timeout']} must be > 0, "
+                              f"{env['webhook_progress_interval']} >= 0")
+        if not 0 <= self.webhook_retries <= 10:
+            raise ConfigError(f"{env['webhook_retries']}={self.webhook_retries}: must be 0..10")
+        from regen.webhook_signature import WebhookUrlError, check_webhook_url
+
+        for url in self.webhook_urls:
+            try:
+                check_webhook_url(url, self.webhook_hosts)
+            except WebhookUrlError as e:
+                raise ConfigError(f"{env['webhook_urls']}: {e}") from e
+        if (self.webhook_urls or self.webhook_hosts) and not self.webhook_secret:
+            raise ConfigError(f"webhooks are configured but {env['webhook_secret']} is not set: set it to a "
+                              "long random string shared with the receivers, which check each body's signature")
 
     def _validate_kafka_security(self) -> None:
         protocol, env = self.kafka_security_protocol, ENVIRONMENT

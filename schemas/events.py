@@ -111,6 +111,7 @@ class AssetImported(Event):
     imported_at: Timestamp
     batch_id: Annotated[str, Length(200)] | None = None
     captured_at: Annotated[str, Length(40)] | None = None  # EXIF text, shown, never parsed
+    group_id: Id | None = None  # the group whose progress its thumbnails count in
 
     @property
     def key(self) -> str:
@@ -174,5 +175,91 @@ class ImageFailed(Event):
         return self.target.key
 
 
-PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed)
+GroupStatus = Literal["pending", "generating", "completed", "partial", "failed"]
+WebhookUrl = Annotated[str, Length(2000, 1)]
+
+
+@dataclass(frozen=True)
+class GroupDeclared(Event):
+    """A set of targets followed as one (a case's 14 generated images).
+
+    Optional: a group also exists as soon as a source event names it. What
+    declaring adds is the total (without it, a group whose first members
+    finish before the others are announced could look finished) and a
+    webhook of its own."""
+
+    ce_type: ClassVar[str] = "dev.regen.GroupDeclared.v1"
+    group_id: Id
+    declared_at: Timestamp
+    total: Annotated[int, Range(1, 100_000)] | None = None
+    label: Annotated[str, Length(200)] | None = None
+    webhook_url: WebhookUrl | None = None  # only called if its host is in REGEN_WEBHOOK_HOSTS
+
+    @property
+    def key(self) -> str:
+        return self.group_id
+
+
+@dataclass(frozen=True)
+class GroupProgress(Event):
+    """A group's counts after a member changed (regen emits it)."""
+
+    ce_type: ClassVar[str] = "dev.regen.GroupProgress.v1"
+    group_id: Id
+    status: GroupStatus
+    total: Count
+    completed: Count
+    failed: Count
+    pending: Count
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    at: Timestamp
+
+    @property
+    def key(self) -> str:
+        return self.group_id
+
+
+@dataclass(frozen=True)
+class GroupFinished(Event):
+    """Every member of a group finished: what each made, or why it failed."""
+
+    ce_type: ClassVar[str] = "dev.regen.GroupFinished.v1"
+    group_id: Id
+    status: GroupStatus
+    total: Count
+    completed: Count
+    failed: Count
+    started_at: Timestamp | None
+    finished_at: Timestamp
+    # "kind:id/variant" -> the output's store path
+    outputs: dict[str, StorePath] = field(default_factory=dict)
+    # {"member", "target", "variant", "error"} objects
+    failures: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def key(self) -> str:
+        return self.group_id
+
+
+@dataclass(frozen=True)
+class Stuck(Event):
+    """A job or group that made no progress for longer than it should
+    (REGEN_STUCK_AFTER, REGEN_GROUP_STUCK_AFTER): said once per episode."""
+
+    ce_type: ClassVar[str] = "dev.regen.Stuck.v1"
+    subject: Literal["job", "group"]
+    id: ShortText
+    status: ShortText
+    since: Timestamp | None
+    stuck_for_s: Annotated[float, Range(0)]
+    at: Timestamp
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+
+PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed,
+                 GroupDeclared, GroupProgress, GroupFinished, Stuck)
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in PUBLIC_EVENTS}

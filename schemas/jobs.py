@@ -17,6 +17,7 @@ from regen.schemas.bounds import (
     Revision,
     ShortText,
     SourcePath,
+    StorePath,
     Timestamp,
     TimestampOrEmpty,
     Variant,
@@ -108,3 +109,28 @@ class BatchShard(Event):
     @property
     def key(self) -> str:
         return self.batch_id
+
+
+@dataclass(frozen=True)
+class GroupMemberChanged(Event):
+    """One member (a target's standing variant) of a group became pending
+    or finished. Re-keyed by group, like DirtyFlag by video: the members
+    live in many partitions, their group's row in one."""
+
+    ce_type: ClassVar[str] = "dev.regen.GroupMemberChanged.v1"
+    group_id: Id
+    target: Target
+    variant: Variant
+    revision: Revision
+    status: Literal["pending", "completed", "failed"]
+    at: Timestamp
+    uri: StorePath | None = None  # the output's store path, when completed
+    error: ErrorText | None = None
+
+    @property
+    def key(self) -> str:
+        return self.group_id
+
+    @property
+    def member(self) -> str:
+        return f"{self.target}/{self.variant}"

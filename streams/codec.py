@@ -15,19 +15,20 @@ from datetime import UTC, datetime
 
 import orjson
 
-from regen.schemas.events import EVENT_TYPES, Event, ImageFailed, ImageGenerated
+from regen.schemas.events import EVENT_TYPES, Event, GroupFinished, GroupProgress, ImageFailed, ImageGenerated, Stuck
 from regen.schemas.exceptions import SchemaError
-from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
 from regen.schemas.validation import check_semantics, parse_event
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.utf8 import valid_json_value, valid_utf8
 
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
-INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard)
+INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard, GroupMemberChanged)
 # Events only regen's workers publish: publishers' events (imports, boundary
 # changes, requests) are always checked against their JSON Schema.
-WRITTEN_BY_REGEN: frozenset[type[Event]] = frozenset((*INTERNAL_TYPES, ImageGenerated, ImageFailed))
+WRITTEN_BY_REGEN: frozenset[type[Event]] = frozenset((*INTERNAL_TYPES, ImageGenerated, ImageFailed,
+                                                        GroupProgress, GroupFinished, Stuck))
 _BY_CE_TYPE: dict[str, type[Event]] = {cls.ce_type: cls for cls in (*EVENT_TYPES.values(), *INTERNAL_TYPES)}
 
 Headers = list[tuple[str, bytes]]

@@ -12,8 +12,19 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
-from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
-from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    Event,
+    GroupDeclared,
+    GroupFinished,
+    GroupProgress,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    Stuck,
+)
+from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
 from regen.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
@@ -41,6 +52,12 @@ RENDER_RETRY = TopicSpec("render.retry", (RenderJob,), WEEK_MS, "jobs waiting ou
 ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
 BATCH_PROGRESS = TopicSpec("batches.progress", (BatchShard,), WEEK_MS,
                            "per-partition progress of import batches, keyed by batch")
+GROUPS_DECLARED = TopicSpec("groups.declared", (GroupDeclared,), description="GroupDeclared from publishers")
+GROUP_MEMBERS = TopicSpec("groups.members", (GroupMemberChanged,), WEEK_MS,
+                          "a group member became pending or finished, keyed by group")
+GROUP_PROGRESS = TopicSpec("groups.progress", (GroupProgress, GroupFinished),
+                           description="GroupProgress / GroupFinished, keyed by group (webhooks read it)")
+ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups")
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
 
 ALL_TOPICS = (
@@ -53,6 +70,10 @@ ALL_TOPICS = (
     RENDER_RETRY,
     ANNOTATIONS_DIRTY,
     BATCH_PROGRESS,
+    GROUPS_DECLARED,
+    GROUP_MEMBERS,
+    GROUP_PROGRESS,
+    ALERTS,
     DEADLETTER,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
@@ -65,6 +86,11 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     RenderJob: RENDER_BACKGROUND,
     DirtyFlag: ANNOTATIONS_DIRTY,
     BatchShard: BATCH_PROGRESS,
+    GroupDeclared: GROUPS_DECLARED,
+    GroupMemberChanged: GROUP_MEMBERS,
+    GroupProgress: GROUP_PROGRESS,
+    GroupFinished: GROUP_PROGRESS,
+    Stuck: ALERTS,
 }
 
 

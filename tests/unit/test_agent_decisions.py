@@ -40,7 +40,7 @@ def ctx(tmp_path: Path) -> InMemoryContext:
     media.mkdir()
     settings = Settings(media_roots=(media,), image_store=tmp_path / "store", state_dir=tmp_path / "state",
                         render_processes=1, idle_delay=0.0)
-    tables = Tables(jobs={}, videos={}, batches={}, by_kind={kind.table: {} for kind in KINDS.values()})
+    tables = Tables(jobs={}, videos={}, batches={}, groups={}, by_kind={kind.table: {} for kind in KINDS.values()})
     recovered = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(
         completed=SimpleNamespace(is_set=lambda: True))))
     context = InMemoryContext(app=recovered, settings=settings, tables=tables, pool=None)  # type: ignore[arg-type]

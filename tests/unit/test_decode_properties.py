@@ -9,8 +9,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
-from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    GroupDeclared,
+    GroupFinished,
+    GroupProgress,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    Stuck,
+    Target,
+)
+from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.topics import ALL_TOPICS
@@ -30,6 +41,13 @@ VALID = {
                          not_before=1.7e9, last_error="x"),
     DirtyFlag: DirtyFlag("v1", "n1", 3, True, AT, "dirty"),
     BatchShard: BatchShard("b1", 0, 3, 1, 1, 1, 1.7e9, ({"asset_id": "a", "variant": "v", "error": "e"},)),
+    GroupDeclared: GroupDeclared("case-1", AT, total=14, label="case 1", webhook_url="http://hooks.local/x"),
+    GroupMemberChanged: GroupMemberChanged("case-1", Target("thumbnail", "a1"), "h400.jpg", 1, "completed", AT,
+                                           uri="ab/cd.jpg"),
+    GroupProgress: GroupProgress("case-1", "generating", 14, 3, 1, 10, AT, None, AT),
+    GroupFinished: GroupFinished("case-1", "partial", 2, 1, 1, AT, AT, {"thumbnail:a1/h400.jpg": "ab/cd.jpg"},
+                                 ({"member": "thumbnail:a2/h400.jpg", "error": "corrupt"},)),
+    Stuck: Stuck("job", "thumbnail:a1:h400.jpg:r1", "running", AT, 700.0, AT),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]
