@@ -39,6 +39,7 @@ class TopicSpec:
     event_types: tuple[type[Event], ...]
     retention_ms: int = FOREVER
     description: str = ""
+    consumed: bool = True  # False: regen only writes it (alerts, for operators' tools)
 
 
 ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="AssetImported from publishers")
@@ -57,8 +58,9 @@ GROUP_MEMBERS = TopicSpec("groups.members", (GroupMemberChanged,), WEEK_MS,
                           "a group member became pending or finished, keyed by group")
 GROUP_PROGRESS = TopicSpec("groups.progress", (GroupProgress, GroupFinished),
                            description="GroupProgress / GroupFinished, keyed by group (webhooks read it)")
-ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups")
-DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason")
+ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups, for operators' tools", consumed=False)
+DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason",
+                       consumed=False)
 
 ALL_TOPICS = (
     ASSETS_IMPORTED,
