@@ -24,8 +24,10 @@ from regen.imaging.errors import ImagingError
 from regen.kinds import KINDS
 from regen.kinds.base import Kind
 from regen.log_limits import limit_repeats
+from regen.schemas.events import EVENT_TYPES
 from regen.schemas.exceptions import SchemaError
 from regen.settings import ENVIRONMENT, Settings
+from regen.streams.codec import WRITTEN_BY_REGEN
 from regen.streams.exceptions import RegenError
 
 EXIT_ERROR = 1
@@ -157,8 +159,12 @@ def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> 
         sys.exit(EXIT_ERROR)
 
 
+# The events a publisher sends (regen writes the others).
+PUBLISHED_BY_OTHERS = [name for name, cls in EVENT_TYPES.items() if cls not in WRITTEN_BY_REGEN]
+
+
 @cli.command()
-@click.argument("event_type", type=click.Choice(["BoundaryChanged", "AssetImported", "ImageRequested"]))
+@click.argument("event_type", type=click.Choice(PUBLISHED_BY_OTHERS))
 @click.option("--json", "body", required=True, help="The event body as JSON, or - to read it from stdin.")
 def publish(event_type: str, body: str) -> None:
     """Validate and publish one event given as JSON."""
