@@ -72,7 +72,10 @@ def entropy_offset(im: Image.Image, target: tuple[int, int]) -> float:
     scale = min(1.0, ENTROPY_SIDE / max(im.size))
     small_size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
     small = im.resize(small_size, Image.Resampling.BOX) if small_size != im.size else im
-    grey = np.asarray(small.convert("L"), dtype=np.uint8)
+    try:
+        grey = np.asarray(small.convert("L"), dtype=np.uint8)
+    except ValueError:  # a mode Pillow cannot turn grey (LAB): crop as cover does
+        return 0.5
     if not cropped_x:
         grey = grey.T  # columns along the cropped axis
     length = grey.shape[1]
