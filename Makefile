@@ -57,6 +57,7 @@ $(CHROMIUM):
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.thumbnails
 	$(VENV)/bin/python -m bench.composite
+	$(VENV)/bin/python -m bench.presets
 	$(VENV)/bin/python -m bench.requests
 	$(VENV)/bin/python -m bench.replay
 	$(VENV)/bin/python -m bench.fleet

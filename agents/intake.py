@@ -22,6 +22,7 @@ from regen.agents.groups import announce_members
 from regen.agents.handling import as_current_event, handle_message, register_event_agent
 from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.imaging.store import output_problem
+from regen.imaging.variants import from_another_definition
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
 from regen.projections import folds
@@ -159,6 +160,10 @@ async def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequ
     intact (read and hashed in a thread: never file I/O on the event loop),
     its failure if it failed. None: render it again."""
     if job.status == "completed":
+        if job.output and from_another_definition(job.output["uri"], ctx.settings.variant(job.variant)):
+            log.info("request %s: %s was rendered from an earlier definition of preset %s; rendering again",
+                     event.request_id, job.job_id, job.variant)
+            return None
         check = partial(output_problem, Path(ctx.settings.image_store))
         if await asyncio.to_thread(cached_output, job, check) is None:
             log.info("request %s: output of %s is missing or changed; rendering again", event.request_id,

@@ -15,6 +15,7 @@ from PIL import Image
 
 from regen.imaging.composite import composite, sample_frames, span_digest
 from regen.imaging.errors import SourceChanged
+from regen.imaging.fit import fit_image
 from regen.imaging.frames import decode_folder_span, decode_video_span, read_folder_span
 from regen.imaging.limits import Limits
 from regen.imaging.source import OpenFile, OpenFolder, open_source
@@ -33,6 +34,7 @@ class ThumbnailTask:
     limits: Limits = Limits()
     force: bool = False
     media_type: str = ""  # "image", "video", or "" to go by the file's suffix
+    preset: str = ""  # the definition when ``variant`` names a preset (REGEN_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def run_thumbnail_task(task: ThumbnailTask) -> RenderOutcome:
     that will be decoded, answer from the store if that content was already
     rendered, else render and write atomically."""
     started = time.perf_counter()
-    variant = parse_variant(task.variant)
+    variant = parse_variant(task.variant, task.preset)
     with open_source(task.source_uri, task.media_roots, task.limits) as source:
         assert isinstance(source, OpenFile)  # folders are refused without allow_folder
         video = is_video(source.name, task.media_type)
@@ -65,7 +67,7 @@ def run_thumbnail_task(task: ThumbnailTask) -> RenderOutcome:
                 f"{task.source_uri}: content sha256 {actual_sha[:12]}… differs from the imported "
                 f"{task.source_sha256[:12]}…; import the file again"
             )
-        out = thumbnail_path(task.image_store, actual_sha, variant.name)
+        out = thumbnail_path(task.image_store, actual_sha, variant.file_name)
         if not task.force:
             existing = existing_output(out, started)
             if existing is not None:
@@ -115,6 +117,7 @@ class CompositeTask:
     limits: Limits = Limits()
     max_frames: int = 64
     force: bool = False
+    preset: str = ""  # the definition when ``variant`` names a preset (REGEN_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,14 @@ def run_composite_task(task: CompositeTask) -> CompositeOutcome:
     by the content it reads (the video's bytes, or each wanted frame's), so
     rewriting a source can never bring an old image back as a cache hit."""
     started = time.perf_counter()
-    variant = parse_variant(task.variant)
+    variant = parse_variant(task.variant, task.preset)
     wanted = sample_frames(task.start_frame, task.end_frame, task.max_frames)
     sampled = len(wanted) < task.end_frame - task.start_frame + 1
     with open_source(task.source_uri, task.media_roots, task.limits, allow_folder=True) as source:
         span = read_folder_span(source, wanted, task.limits) if isinstance(source, OpenFolder) else None
         content = source.sha256() if isinstance(source, OpenFile) else span.digest()  # type: ignore[union-attr]
         out = composite_path(task.image_store, span_digest(content, task.start_frame, task.end_frame,
-                                                           task.crop, task.max_frames), variant.name)
+                                                           task.crop, task.max_frames), variant.file_name)
         if not task.force:
             existing = existing_output(out, started)
             if existing is not None:
@@ -146,9 +149,8 @@ def run_composite_task(task: CompositeTask) -> CompositeOutcome:
     result = composite(frames, wanted, (task.start_frame, task.end_frame))
     del frames
     image = result.image
-    size = variant.target_size(image.width, image.height)
-    if size != image.size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
+    if variant.fit != "inside" or variant.target_size(image.width, image.height) != image.size:
+        image = fit_image(image, variant, reducing_gap=None)
     encoded = encode(image, variant)
     write_atomically(out, encoded.data)
     return CompositeOutcome(

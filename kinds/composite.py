@@ -93,7 +93,7 @@ class Composite(Kind[AnnotationState]):
             source_uri=job.source_uri, start_frame=job.start_frame or 0, end_frame=job.end_frame or 0,
             crop=job.crop, variant=job.variant, media_roots=settings.media_roots,
             image_store=Path(settings.image_store), limits=settings.limits(),
-            max_frames=settings.composite_max_frames, force=job.force)
+            max_frames=settings.composite_max_frames, force=job.force, preset=settings.preset(job.variant))
 
     def completed(self, state: AnnotationState, event: Completion) -> AnnotationState:
         if isinstance(event, ImageGenerated):
@@ -126,7 +126,8 @@ class Composite(Kind[AnnotationState]):
             source_uri=source.name, start_frame=options["start"], end_frame=options["end"],
             crop=parse_crop(options.get("crop")), variant=variant, media_roots=(source.parent,),
             image_store=store, limits=settings.limits(),
-            max_frames=options.get("max_frames") or settings.composite_max_frames, force=True)
+            max_frames=options.get("max_frames") or settings.composite_max_frames, force=True,
+            preset=settings.preset(variant))
 
     def example_source(self, media: Path, target_id: str, revision: int) -> Event:
         from regen.cli.samples import write_video

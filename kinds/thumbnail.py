@@ -68,7 +68,7 @@ class Thumbnail(Kind[AssetState]):
         return run_thumbnail_task, ThumbnailTask(
             source_uri=job.source_uri, source_sha256=job.source_sha256, variant=job.variant,
             media_roots=settings.media_roots, image_store=Path(settings.image_store), limits=settings.limits(),
-            force=job.force, media_type=job.media_type)
+            force=job.force, media_type=job.media_type, preset=settings.preset(job.variant))
 
     def queued(self, state: AssetState, job: RenderJob, at: str) -> AssetState:
         return folds.asset_variant_queued(state, job, at)
@@ -101,7 +101,7 @@ class Thumbnail(Kind[AssetState]):
 
         return run_thumbnail_task, ThumbnailTask(
             source_uri=source.name, source_sha256="", variant=variant, media_roots=(source.parent,),
-            image_store=store, limits=settings.limits(), force=True)
+            image_store=store, limits=settings.limits(), force=True, preset=settings.preset(variant))
 
     def example_source(self, media: Path, target_id: str, revision: int) -> Event:
         import hashlib

@@ -45,6 +45,7 @@ ENVIRONMENT: dict[str, str] = {
     "advertised_url": "REGEN_ADVERTISED_URL",
     "variants": "REGEN_VARIANTS",
     "pregenerate_variants": "REGEN_PREGENERATE_VARIANTS",
+    "presets": "REGEN_PRESETS",
     "render_processes": "REGEN_RENDER_PROCESSES",
     "render_timeout": "REGEN_RENDER_TIMEOUT",
     "render_batch_size": "REGEN_RENDER_BATCH_SIZE",
@@ -124,6 +125,10 @@ class Settings:
     advertised_url: str = ""
     variants: tuple[str, ...] = ("h400.jpg", "h400.webp", "h200.jpg", "full.png")
     pregenerate_variants: tuple[str, ...] = ("h400.jpg", "h400.webp")
+    # Variants with a fit and quality of their own, "name=definition" each
+    # (imaging/variants.py): card=512x512,cover,jpg,q80. A preset is requested
+    # by its name, which REGEN_VARIANTS lists like any other variant.
+    presets: tuple[str, ...] = ()
     render_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     # A thumbnail of a 50 MP photo takes well under 2 s here; 60 s only trips on
     # a decoder that is stuck, not on one that is slow.
@@ -230,9 +235,10 @@ class Settings:
             )
         if self.render_timeout <= 0:
             raise ConfigError(f"{ENVIRONMENT['render_timeout']}={self.render_timeout}: must be > 0")
+        presets = self._validate_presets()
         for name in self.variants:
             try:
-                parse_variant(name)
+                parse_variant(name, presets.get(name, ""))
             except ImagingError as e:
                 raise ConfigError(f"{ENVIRONMENT['variants']}: {e}") from e
         if not 0 <= self.background_min_share < 1:
@@ -289,6 +295,38 @@ class Settings:
         if (self.webhook_urls or self.webhook_hosts) and not self.webhook_secret:
             raise ConfigError(f"webhooks are configured but {env['webhook_secret']} is not set: set it to a "
                               "long random string shared with the receivers, which check each body's signature")
+
+    def _validate_presets(self) -> dict[str, str]:
+        from regen.imaging.errors import ImagingError
+        from regen.imaging.variants import parse_presets
+
+        env = ENVIRONMENT
+        try:
+            presets = parse_presets(";".join(self.presets))
+        except ImagingError as e:
+            raise ConfigError(f"{env['presets']}: {e}") from e
+        unlisted = [name for name in presets if name not in self.variants]
+        if unlisted:
+            raise ConfigError(f"{env['presets']} defines {', '.join(unlisted)}, which {env['variants']} does not "
+                              f"list, so nobody could ask for it: add it ({env['variants']}="
+                              f"{','.join(self.variants + tuple(unlisted))}) or remove its definition")
+        return presets
+
+    def preset(self, variant: str) -> str:
+        """The definition of ``variant`` if it names a preset, else "": what
+        a render task carries beside the variant's name."""
+        for entry in self.presets:
+            name, _, spec = entry.partition("=")
+            if name.strip() == variant:
+                return spec.strip()
+        return ""
+
+    def variant(self, name: str):
+        """The parsed variant (imaging.variants.Variant) ``name`` stands for
+        here; raises InvalidVariant for a name neither valid nor a preset."""
+        from regen.imaging.variants import parse_variant
+
+        return parse_variant(name, self.preset(name))
 
     def _validate_kafka_security(self) -> None:
         protocol, env = self.kafka_security_protocol, ENVIRONMENT
@@ -362,7 +400,8 @@ class Settings:
             if f.name in SECRET_SETTINGS:
                 shown = "********" if value else "(not set)"
             elif isinstance(value, tuple):
-                shown = os.pathsep.join(str(v) for v in value) if f.name == "media_roots" else ",".join(value)
+                separator = os.pathsep if f.name == "media_roots" else ";" if f.name == "presets" else ","
+                shown = separator.join(str(v) for v in value)
             else:
                 shown = str(value)
             if f.name == "bootstrap_servers" and not value:
@@ -411,6 +450,8 @@ def _parse(setting: str, env_name: str, raw: str, default: object) -> object:
     try:
         if setting == "media_roots":
             return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
+        if setting == "presets":  # a definition holds commas: presets are separated by ';'
+            return tuple(part.strip() for part in raw.split(";") if part.strip())
         if isinstance(default, bool):
             lowered = raw.strip().lower()
             if lowered in ("1", "true", "yes", "on"):
