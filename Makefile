@@ -17,9 +17,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/regen demo $(DIR)
 
+# The TypeScript client's dependencies, exactly as its lockfile says (npm ci
+# also builds it: its prepare script).
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed
+$(TS_STAMP): $(TS)/package-lock.json $(TS)/package.json
+	cd $(TS) && npm ci --no-audit --no-fund
+	touch $(TS_STAMP)
+
 ## Unit and integration tests (integration tests start their own Kafka broker;
 ## the dashboard test drives Debian's chromium, installed here once if missing).
-test: $(STAMP) $(CHROMIUM)
+## First the TypeScript client: its generated files checked against schemas/json
+## and streams/topics.py, built, and unit-tested; the parity test runs the build.
+test: $(STAMP) $(CHROMIUM) $(TS_STAMP)
+	cd $(TS) && REGEN_PYTHON=$(abspath $(VENV))/bin/python npm run --silent check:generated
+	cd $(TS) && npm run --silent build && npm test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## Static checks: ruff on everything, mypy on the regen package (both configured in pyproject.toml).
@@ -63,4 +75,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.fleet
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK)
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK) $(TS)/node_modules $(TS)/dist

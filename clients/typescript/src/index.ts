@@ -1,0 +1,7 @@
+export { ImageClient, ImageRequestFailed, requestImage, type ImageClientOptions, type RequestOptions } from './client.js'
+export { decodeCompletion, encode, keyOf, validateEvent, type Envelope } from './codec.js'
+export { ConfigError, InvalidEvent, RegenError, RequestTimeout } from './errors.js'
+export * from './generated/events.js'
+export { murmur2, partitionFor } from './murmur2.js'
+export { Publisher, type Publication, type PublisherOptions } from './publisher.js'
+export { ENVIRONMENT, settingsFromEnv, topicName, validate as validateSettings, type ConnectionSettings } from './settings.js'
