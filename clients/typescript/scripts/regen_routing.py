@@ -14,7 +14,8 @@ import sys
 
 from regen.schemas.events import EVENT_TYPES
 from regen.settings import Settings
-from regen.streams.topics import DEADLETTER, SOURCE_TOPICS, TOPIC_FOR_EVENT
+from regen.streams.codec import WRITTEN_BY_REGEN
+from regen.streams.topics import DEADLETTER, TOPIC_FOR_EVENT
 
 
 def routing() -> dict:
@@ -26,7 +27,7 @@ def routing() -> dict:
             "ce_type": cls.ce_type,
             "topic": spec.suffix,
             "topic_description": spec.description,
-            "published_by_others": spec in SOURCE_TOPICS,
+            "published_by_others": cls not in WRITTEN_BY_REGEN,
         }
     return {
         "topic_prefix": defaults.topic_prefix,

@@ -14,6 +14,8 @@ export interface AssetImported {
   batch_id?: string | null
   /** EXIF DateTimeOriginal, if the file has one */
   captured_at?: string | null
+  /** the group whose progress this asset's pre-generated thumbnails count in */
+  group_id?: string | null
 }
 
 /** An annotation's frame span moved: its combined (median) image is stale. Key: annotation_id. */
@@ -28,6 +30,44 @@ export interface BoundaryChanged {
   source: string
   /** x, y, width, height */
   crop?: [number, number, number, number] | null
+}
+
+/** A set of targets followed as one. Optional: a group exists once a source event names it; declaring it adds the expected total and a webhook of its own. Key: group_id. */
+export interface GroupDeclared {
+  group_id: string
+  declared_at: string
+  /** how many members (target variants) the group will have */
+  total?: number | null
+  label?: string | null
+  /** POSTed on progress and completion; its host must be in REGEN_WEBHOOK_HOSTS */
+  webhook_url?: string | null
+}
+
+/** Every member of a group finished: each output, each failure (emitted by regen). Key: group_id. */
+export interface GroupFinished {
+  group_id: string
+  status: "pending" | "generating" | "completed" | "partial" | "failed"
+  total: number
+  completed: number
+  failed: number
+  started_at: string | null
+  finished_at: string
+  /** member (kind:id/variant) -> the output's path in the image store */
+  outputs?: Record<string, unknown>
+  failures?: Array<Record<string, unknown>>
+}
+
+/** A group's counts after one of its members changed (emitted by regen). Key: group_id. */
+export interface GroupProgress {
+  group_id: string
+  status: "pending" | "generating" | "completed" | "partial" | "failed"
+  total: number
+  completed: number
+  failed: number
+  pending: number
+  started_at: string | null
+  finished_at: string | null
+  at: string
 }
 
 /** An image could not be made. Key: target.id. */
@@ -89,6 +129,16 @@ export interface ImageRequested {
   force?: boolean
 }
 
+/** A job or group with no progress past its stuck_after (emitted by regen, once an episode). Key: id. */
+export interface Stuck {
+  subject: "job" | "group"
+  id: string
+  status: string
+  since: string | null
+  stuck_for_s: number
+  at: string
+}
+
 /** The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation. */
 export type TargetKind = "thumbnail" | "composite"
 
@@ -96,15 +146,19 @@ export type TargetKind = "thumbnail" | "composite"
 export interface EventsByName {
   AssetImported: AssetImported
   BoundaryChanged: BoundaryChanged
+  GroupDeclared: GroupDeclared
+  GroupFinished: GroupFinished
+  GroupProgress: GroupProgress
   ImageFailed: ImageFailed
   ImageGenerated: ImageGenerated
   ImageRequested: ImageRequested
+  Stuck: Stuck
 }
 
 export type EventName = keyof EventsByName
 
 /** The events publishers outside regen send (regen writes the others). */
-export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "ImageRequested"
+export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GroupDeclared" | "ImageRequested"
 
 /** What the results topic carries: the answer to an ImageRequested. */
 export type Completion = ImageFailed | ImageGenerated
@@ -140,6 +194,33 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
     "schemaId": "https://regen.dev/schemas/BoundaryChanged.json",
     "publishedByOthers": true
   },
+  "GroupDeclared": {
+    "ceType": "dev.regen.GroupDeclared.v1",
+    "topic": "groups.declared",
+    "key": [
+      "group_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/GroupDeclared.json",
+    "publishedByOthers": true
+  },
+  "GroupFinished": {
+    "ceType": "dev.regen.GroupFinished.v1",
+    "topic": "groups.progress",
+    "key": [
+      "group_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/GroupFinished.json",
+    "publishedByOthers": false
+  },
+  "GroupProgress": {
+    "ceType": "dev.regen.GroupProgress.v1",
+    "topic": "groups.progress",
+    "key": [
+      "group_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/GroupProgress.json",
+    "publishedByOthers": false
+  },
   "ImageFailed": {
     "ceType": "dev.regen.ImageFailed.v1",
     "topic": "images.results",
@@ -169,6 +250,15 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
     ],
     "schemaId": "https://regen.dev/schemas/ImageRequested.json",
     "publishedByOthers": true
+  },
+  "Stuck": {
+    "ceType": "dev.regen.Stuck.v1",
+    "topic": "alerts",
+    "key": [
+      "id"
+    ],
+    "schemaId": "https://regen.dev/schemas/Stuck.json",
+    "publishedByOthers": false
   }
 }
 
@@ -234,6 +324,16 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         ],
         "maxLength": 40,
         "description": "EXIF DateTimeOriginal, if the file has one"
+      },
+      "group_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$",
+        "description": "the group whose progress this asset's pre-generated thumbnails count in"
       }
     },
     "$defs": {
@@ -322,6 +422,243 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "minLength": 1,
         "maxLength": 200,
         "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
+  "https://regen.dev/schemas/GroupDeclared.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/GroupDeclared.json",
+    "title": "GroupDeclared",
+    "description": "A set of targets followed as one. Optional: a group exists once a source event names it; declaring it adds the expected total and a webhook of its own. Key: group_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "group_id",
+      "declared_at"
+    ],
+    "properties": {
+      "group_id": {
+        "$ref": "#/$defs/id"
+      },
+      "declared_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "total": {
+        "type": [
+          "integer",
+          "null"
+        ],
+        "minimum": 1,
+        "maximum": 100000,
+        "description": "how many members (target variants) the group will have"
+      },
+      "label": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 200
+      },
+      "webhook_url": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 2000,
+        "description": "POSTed on progress and completion; its host must be in REGEN_WEBHOOK_HOSTS"
+      }
+    },
+    "$defs": {
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      },
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      }
+    }
+  },
+  "https://regen.dev/schemas/GroupFinished.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/GroupFinished.json",
+    "title": "GroupFinished",
+    "description": "Every member of a group finished: each output, each failure (emitted by regen). Key: group_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "group_id",
+      "status",
+      "total",
+      "completed",
+      "failed",
+      "started_at",
+      "finished_at"
+    ],
+    "properties": {
+      "group_id": {
+        "$ref": "#/$defs/id"
+      },
+      "status": {
+        "enum": [
+          "pending",
+          "generating",
+          "completed",
+          "partial",
+          "failed"
+        ]
+      },
+      "total": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "completed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "failed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "started_at": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "finished_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "outputs": {
+        "type": "object",
+        "additionalProperties": {
+          "type": "string",
+          "minLength": 1,
+          "maxLength": 4096,
+          "pattern": "^(?!/)(?!(.*/)?\\.\\.(/|$))[^\\x00]+$"
+        },
+        "description": "member (kind:id/variant) -> the output's path in the image store"
+      },
+      "failures": {
+        "type": "array",
+        "maxItems": 10000,
+        "items": {
+          "type": "object",
+          "description": "member, target, variant, error"
+        }
+      }
+    },
+    "$defs": {
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      },
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      }
+    }
+  },
+  "https://regen.dev/schemas/GroupProgress.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/GroupProgress.json",
+    "title": "GroupProgress",
+    "description": "A group's counts after one of its members changed (emitted by regen). Key: group_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "group_id",
+      "status",
+      "total",
+      "completed",
+      "failed",
+      "pending",
+      "started_at",
+      "finished_at",
+      "at"
+    ],
+    "properties": {
+      "group_id": {
+        "$ref": "#/$defs/id"
+      },
+      "status": {
+        "enum": [
+          "pending",
+          "generating",
+          "completed",
+          "partial",
+          "failed"
+        ]
+      },
+      "total": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "completed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "failed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "pending": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9223372036854776000
+      },
+      "started_at": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "finished_at": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "at": {
+        "$ref": "#/$defs/timestamp"
+      }
+    },
+    "$defs": {
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      },
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
       }
     }
   },
@@ -638,6 +975,62 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "type": "string",
         "minLength": 1,
         "maxLength": 64
+      }
+    }
+  },
+  "https://regen.dev/schemas/Stuck.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/Stuck.json",
+    "title": "Stuck",
+    "description": "A job or group with no progress past its stuck_after (emitted by regen, once an episode). Key: id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "subject",
+      "id",
+      "status",
+      "since",
+      "stuck_for_s",
+      "at"
+    ],
+    "properties": {
+      "subject": {
+        "enum": [
+          "job",
+          "group"
+        ]
+      },
+      "id": {
+        "type": "string",
+        "maxLength": 4096
+      },
+      "status": {
+        "type": "string",
+        "maxLength": 4096
+      },
+      "since": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "stuck_for_s": {
+        "type": "number",
+        "minimum": 0
+      },
+      "at": {
+        "$ref": "#/$defs/timestamp"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
       }
     }
   },
