@@ -92,6 +92,13 @@ def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: 
     if isinstance(data, Path):
         with open_local_file(data, limits) as source:
             return thumbnail_image(source.read_all(), variant, limits, source.name)
+    return oriented_thumbnail(data, variant, limits, name)[0]
+
+
+def oriented_thumbnail(data: bytes, variant: Variant, limits: Limits,
+                       name: str = "") -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`thumbnail_image`, and the size of the whole source as displayed
+    (after its EXIF orientation): what an overlay scales its points from."""
     with warnings.catch_warnings():
         # Pillow warns (instead of failing) between 1x and 2x its pixel limit;
         # regen's limit is a hard one.
@@ -130,7 +137,7 @@ def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: 
             # OSError/ValueError/SyntaxError; all mean the file is broken.
             raise CorruptImage(f"{name}: cannot decode ({type(e).__name__}: {e})") from e
     transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
-    return small.transpose(transpose) if transpose is not None else small
+    return (small.transpose(transpose) if transpose is not None else small), oriented
 
 
 def _orientation(im: Image.Image) -> int:

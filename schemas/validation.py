@@ -59,3 +59,6 @@ def check_semantics(event: Event) -> None:
     start, end = getattr(event, "start_frame", None), getattr(event, "end_frame", None)
     if start is not None and end is not None and end < start:
         raise SchemaError(f"{type(event).__name__}: end_frame {end} is before start_frame {start}")
+    problem = event.semantic_problem()
+    if problem is not None:
+        raise SchemaError(f"{type(event).__name__}: {problem}")

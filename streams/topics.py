@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
-from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    Event,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    SegmentationChanged,
+)
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from regen.settings import Settings
 
@@ -33,6 +41,8 @@ class TopicSpec:
 ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="AssetImported from publishers")
 BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,),
                                description="BoundaryChanged from publishers")
+SEGMENTATIONS_CHANGED = TopicSpec("segmentations.changed", (SegmentationChanged,),
+                                  description="SegmentationChanged from publishers")
 IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
@@ -54,8 +64,9 @@ ALL_TOPICS = (
     ANNOTATIONS_DIRTY,
     BATCH_PROGRESS,
     DEADLETTER,
+    SEGMENTATIONS_CHANGED,
 )
-SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
+SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     AssetImported: ASSETS_IMPORTED,
     BoundaryChanged: BOUNDARIES_CHANGED,
@@ -65,6 +76,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     RenderJob: RENDER_BACKGROUND,
     DirtyFlag: ANNOTATIONS_DIRTY,
     BatchShard: BATCH_PROGRESS,
+    SegmentationChanged: SEGMENTATIONS_CHANGED,
 }
 
 

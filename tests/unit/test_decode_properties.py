@@ -9,7 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    Polygon,
+    SegmentationChanged,
+    Target,
+)
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
@@ -30,6 +39,10 @@ VALID = {
                          not_before=1.7e9, last_error="x"),
     DirtyFlag: DirtyFlag("v1", "n1", 3, True, AT, "dirty"),
     BatchShard: BatchShard("b1", 0, 3, 1, 1, 1, 1.7e9, ({"asset_id": "a", "variant": "v", "error": "e"},)),
+    SegmentationChanged: SegmentationChanged(
+        "a1", 2, "photos/x.jpg", (Polygon("cell", ((0.0, 0.0), (10.5, 0.0), (5.0, 8.0)),
+                                          (((4.0, 2.0), (6.0, 2.0), (5.0, 4.0)),)),),
+        source_sha256=SHA, colors={"cell": "#ff000080"}),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]
