@@ -9,13 +9,12 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image
 
 from regen.imaging.errors import InvalidOverlay, SourceChanged
-from regen.imaging.overlay import DEFAULT_FILL_ALPHA, label_color, outline_width, parse_color
+from regen.imaging.overlay import DEFAULT_FILL_ALPHA, label_color, parse_color
 from regen.imaging.render import OverlayTask, run_overlay_task
 from regen.kinds import KINDS
 from regen.projections.repair import find_damage
@@ -24,6 +23,7 @@ from regen.schemas.events import MAX_TOTAL_POINTS, ImageFailed, ImageGenerated, 
 from regen.settings import Settings
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
+from tests.helpers import OVERLAY_MAGENTA, display_polygon, displayed_size, overlay_errors
 
 AT = "2026-01-01T00:00:00Z"
 SHA = "ab" * 32
@@ -148,55 +148,16 @@ def test_the_event_is_bounded_in_points_and_colours():
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "photos"
 PHOTOS = sorted(p.name for p in CORPUS.glob("*.jpg"))
 VARIANT = "h300.png"  # lossless, so the comparison measures the drawing, not an encoder
-MAGENTA = "#ff00ff"
-
-
-def display_polygon(width: int, height: int) -> tuple[tuple[float, float], ...]:
-    """A lopsided quadrilateral in the upper left of the displayed photo: a
-    mirrored or rotated drawing puts it somewhere else."""
-    return ((0.08 * width, 0.10 * height), (0.55 * width, 0.12 * height), (0.40 * width, 0.35 * height),
-            (0.12 * width, 0.62 * height))
-
-
-def reference(path: Path, points, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Drawn independently of regen: the whole photo oriented by Pillow's
-    exif_transpose, the polygon blended at full resolution, then scaled to
-    ``size``. Returns (the drawing, the polygon's coverage 0..255)."""
-    with Image.open(path) as im:
-        upright = ImageOps.exif_transpose(im).convert("RGB")
-    mask = Image.new("L", upright.size, 0)
-    ImageDraw.Draw(mask).polygon(points, fill=255)
-    tinted = Image.composite(Image.new("RGB", upright.size, (255, 0, 255)), upright,
-                             mask.point(lambda v: v * DEFAULT_FILL_ALPHA // 255))
-    drawing = tinted.resize(size, Image.Resampling.LANCZOS)
-    return np.asarray(drawing, dtype=np.int16), np.asarray(mask.resize(size, Image.Resampling.BOX))
 
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_polygons_land_where_a_reference_drawing_puts_them(name: str, tmp_path: Path):
-    with Image.open(CORPUS / name) as im:
-        displayed = ImageOps.exif_transpose(im).size
-    points = display_polygon(*displayed)
+    points = display_polygon(*displayed_size(CORPUS / name))
     task = OverlayTask(source_uri=name, source_sha256="", variant=VARIANT, shapes=(("cell", (points,)),),
-                       colors={"cell": MAGENTA}, media_roots=(CORPUS,), image_store=tmp_path)
-    outcome = run_overlay_task(task)
-    with Image.open(outcome.path) as out:
-        drawn = np.asarray(out.convert("RGB"), dtype=np.int16)
-        size = out.size
-    expected, coverage = reference(CORPUS / name, points, size)
-    # Away from the outline (and the edge's antialiasing), inside and outside.
-    margin = 2 * outline_width(size) + 3
-    inside = np.asarray(Image.fromarray(coverage).filter(ImageFilter.MinFilter(margin))) == 255
-    outside = np.asarray(Image.fromarray(coverage).filter(ImageFilter.MaxFilter(margin))) == 0
-    assert inside.sum() > 1000 and outside.sum() > 10000, "the polygon covers a real part of the image"
-    error_in = np.abs(drawn[inside] - expected[inside]).mean()
-    error_out = np.abs(drawn[outside] - expected[outside]).mean()
-    assert error_in < 6 and error_out < 6, (name, error_in, error_out)
-    # And the tint is really there: inside differs from the untinted photo.
-    untinted = expected.copy()
-    untinted[inside] = (expected[inside] - np.array([255, 0, 255]) * DEFAULT_FILL_ALPHA / 255) \
-        / (1 - DEFAULT_FILL_ALPHA / 255)
-    assert np.abs(drawn[inside] - untinted[inside]).mean() > 25
+                       colors={"cell": OVERLAY_MAGENTA}, media_roots=(CORPUS,), image_store=tmp_path)
+    inside, outside, tint = overlay_errors(CORPUS / name, points, run_overlay_task(task).path)
+    assert inside < 6 and outside < 6, (name, inside, outside)
+    assert tint > 25, "the tint is really there: inside differs from the untinted photo"
 
 
 def test_holes_stay_clear_and_the_outline_is_opaque(tmp_path: Path):
