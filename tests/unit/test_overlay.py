@@ -202,3 +202,15 @@ def test_colours():
     assert label_color("tumour") == label_color("tumour") != label_color("stroma")
     with pytest.raises(ValueError, match="rrggbb"):
         parse_color("red")
+
+
+def test_rebuilt_projections_fold_segmentations_and_compare_them():
+    from regen.projections.rebuild import compare, rebuild
+
+    events = [change(1), change(2), generated(2)]
+    rebuilt = rebuild(events, AT)
+    row = overlay.read(rebuilt.segmentations["a1"])
+    assert row.revision == 2 and overlay.current_output(row, "h400.webp")["sha256"] == SHA
+    assert compare(rebuilt, rebuild(events, AT)).equal
+    differences = compare(rebuild(events[:2], AT), rebuilt).differences
+    assert [(d.table, d.key) for d in differences] == [("jobs", "overlay:a1:h400.webp:r2"), ("segmentations", "a1")]
