@@ -239,6 +239,8 @@ class SegmentationChanged(Event):
     kinds/overlay.py)."""
 
     ce_type: ClassVar[str] = "dev.regen.SegmentationChanged.v1"
+    # Checked by the typed reader alone, not by JSON Schema (see schemas/validation.py).
+    typed_only_fields: ClassVar[tuple[str, ...]] = ("polygons",)
     asset_id: Id
     revision: Annotated[int, Range(1, INT32_MAX)]
     source: SourcePath
