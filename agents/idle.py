@@ -46,7 +46,7 @@ async def schedule_idle(ctx: WorkerContext) -> None:
     for kind_name, target_id, revision in ctx.idle.take_due(time.monotonic(), ctx.settings.idle_delay):
         kind = KINDS[kind_name]
         state = kind.read(ctx.tables.of(kind.table).get(target_id))
-        if state is None or not kind.needs_render(state) or kind.revision(state) != revision:
+        if state is None or not kind.needs_render(state, ctx.settings) or kind.revision(state) != revision:
             continue  # rendered meanwhile, or a newer change restarted its idle clock
         for variant in kind.standing_variants(ctx.settings):
             job = kind.plan(state, variant, "background", now_iso())
@@ -67,6 +67,6 @@ def _load_candidates(ctx: WorkerContext) -> None:
             continue
         for target_id, value in ctx.tables.of(kind.table).items():
             state = kind.read(value)
-            if state is not None and kind.needs_render(state):
+            if state is not None and kind.needs_render(state, ctx.settings):
                 ctx.idle.note_unless_known(kind.name, target_id, kind.revision(state), overdue)
     ctx.idle.loaded = True

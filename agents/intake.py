@@ -81,7 +81,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
             log.debug("%s %s: %s changes nothing (not newer)", kind.noun, target_id, type(event).__name__)
             return
         ctx.put_state(kind, target_id, after)
-        if kind.needs_render(after):
+        if kind.needs_render(after, ctx.settings):
             ctx.idle.note(kind.name, target_id, kind.revision(after), time.monotonic())
     else:
         # Even an unchanged state (a redelivered event) goes through the

@@ -268,7 +268,7 @@ def replay(from_beginning: bool, since: str | None, topics: tuple[str, ...], var
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only list the damaged outputs, with counts.")
-@click.option("--limit", type=int, help="Repair at most this many.")
+@click.option("--limit", type=click.IntRange(min=1), help="Repair at most this many.")
 @click.option("--video", "video_id", help="Only this video's composites.")
 @click.option("--batch", "batch_id", help="Only this import batch's thumbnails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON line.")
@@ -276,7 +276,9 @@ def repair(dry_run: bool, limit: int | None, video_id: str | None, batch_id: str
     """Find outputs that are missing, truncated or changed, and render them again.
 
     Every completed thumbnail and current composite in the projections is
-    checked against the size and sha256 recorded when it was rendered.
+    checked against the size and sha256 recorded when it was rendered;
+    overlays also when their wanted revision was never rendered or failed
+    (failed ones are asked for with force).
     """
     from regen.cli import repair as repairing
 

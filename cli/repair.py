@@ -1,5 +1,6 @@
-"""`regen repair`: find outputs that are missing, truncated or changed, and
-ask for them again (background requests; the worker renders them)."""
+"""`regen repair`: find outputs that are missing, truncated or changed (and
+overlays never rendered or failed), and ask for them again (background
+requests; the worker renders them)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ class RepairReport:
         if not self.damage:
             return "every recorded output is in the store and intact"
         problems = ", ".join(f"{n} {p}" for p, n in sorted(self.counts().items()))
-        lines = [f"{len(self.damage)} damaged output(s): {problems}"]
+        lines = [f"{len(self.damage)} output(s) to repair: {problems}"]
         if dry_run:
-            lines += [f"  {d.problem:9s} {d.target} {d.variant}  {d.uri}" for d in self.damage]
+            lines += [f"  {d.problem:12s} {d.target} {d.variant}  {d.uri}".rstrip() for d in self.damage]
             return "\n".join(lines)
         lines.append(f"repaired {self.repaired}, failed {self.failed}"
                      + (f", {self.unanswered} not answered yet" if self.unanswered else "")
@@ -72,7 +73,8 @@ async def repair(settings: Settings, *, dry_run: bool, video_id: str | None = No
     if dry_run or not report.damage:
         return report
     async with ImageClient(settings, bootstrap, source="regen/repair") as client:
-        requests = [client.make_request(d.target, d.variant, priority="background") for d in report.damage]
+        requests = [client.make_request(d.target, d.variant, priority="background", force=d.force)
+                    for d in report.damage]
         with tqdm(total=len(requests), desc="repairing", unit=" images", disable=not progress) as bar:
             def counted(completion) -> None:
                 bar.update()

@@ -81,6 +81,13 @@ class SourceChanged(ImagingError):
     code = "source_changed"
 
 
+class InvalidOverlay(ImagingError):
+    """A render job whose segmentation does not read as one (forged or
+    corrupted on its lane): no retry can change it."""
+
+    code = "invalid_overlay"
+
+
 class SourceMissing(ImagingError):
     """Not there (yet): an upload may still be landing, so this is retriable."""
 

@@ -1,6 +1,7 @@
-"""The one function a render process runs for a thumbnail job.
+"""The one function a render process runs for a job, per kind (thumbnail,
+composite, overlay).
 
-Everything it needs arrives in a picklable ThumbnailTask, so it runs the same
+Everything it needs arrives in a picklable task, so it runs the same
 in a pool process, in a benchmark loop or from ``regen render`` offline.
 """
 
@@ -11,16 +12,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from PIL import Image
 
 from regen.imaging.composite import composite, sample_frames, span_digest
-from regen.imaging.errors import SourceChanged
+from regen.imaging.errors import InvalidOverlay, SourceChanged
 from regen.imaging.fit import fit_image
 from regen.imaging.frames import decode_folder_span, decode_video_span, read_folder_span
 from regen.imaging.limits import Limits
+from regen.imaging.overlay import draw_overlay
 from regen.imaging.source import OpenFile, OpenFolder, open_source
-from regen.imaging.store import composite_path, thumbnail_path, write_atomically
-from regen.imaging.thumbnails import encode, is_video, render_thumbnail_of
+from regen.imaging.store import composite_path, overlay_path, thumbnail_path, write_atomically
+from regen.imaging.thumbnails import encode, is_video, oriented_thumbnail, render_thumbnail_of
 from regen.imaging.variants import parse_variant
 
 
@@ -158,3 +161,65 @@ def run_composite_task(task: CompositeTask) -> CompositeOutcome:
         bytes=len(encoded.data), render_ms=(time.perf_counter() - started) * 1000, cache_hit=False,
         frames=result.frames, sampled=result.sampled,
     )
+
+
+# Bumped when the drawing changes, so an overlay drawn the old way is not
+# taken for the new one (the store is content-addressed by what is drawn).
+OVERLAY_DRAWING = b"regen-overlay-v1"
+
+
+@dataclass(frozen=True)
+class OverlayTask:
+    source_uri: str
+    source_sha256: str  # as the segmentation names it; "" to skip the check
+    variant: str
+    # (label, (outer ring, *holes)) in the displayed source's pixel coordinates
+    shapes: tuple[tuple[str, tuple[tuple[tuple[float, float], ...], ...]], ...]
+    colors: dict[str, str] | None
+    media_roots: tuple[Path, ...]
+    image_store: Path
+    limits: Limits = Limits()
+    force: bool = False
+
+
+def overlay_digest(source_sha256: str, shapes, colors: dict[str, str] | None) -> str:
+    """What names an overlay in the store: the source's content, the shapes
+    and colours drawn, and the drawing's version."""
+    drawn = orjson.dumps({"shapes": shapes, "colors": colors}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(OVERLAY_DRAWING + source_sha256.encode() + drawn).hexdigest()
+
+
+def run_overlay_task(task: OverlayTask) -> RenderOutcome:
+    """The image decoded, shrunk and oriented exactly as its thumbnail
+    (DCT-scaled), the polygons scaled to that size and drawn, then encoded."""
+    started = time.perf_counter()
+    variant = parse_variant(task.variant)
+    with open_source(task.source_uri, task.media_roots, task.limits) as source:
+        assert isinstance(source, OpenFile)  # folders are refused without allow_folder
+        data = source.read_all()
+    actual_sha = hashlib.sha256(data).hexdigest()
+    if task.source_sha256 and actual_sha != task.source_sha256:
+        raise SourceChanged(f"{task.source_uri}: content sha256 {actual_sha[:12]}… differs from the "
+                            f"{task.source_sha256[:12]}… the segmentation was drawn on")
+    out = overlay_path(task.image_store, overlay_digest(actual_sha, task.shapes, task.colors), variant.name)
+    if not task.force:
+        existing = existing_output(out, started)
+        if existing is not None:
+            return existing
+    small, displayed = oriented_thumbnail(data, variant, task.limits, source.name)
+    del data
+    try:
+        drawn = draw_overlay(small, task.shapes, task.colors, displayed)
+    except ValueError as e:  # a colour that does not parse
+        raise InvalidOverlay(f"{task.source_uri}: {e}") from e
+    image = encode(drawn, variant)
+    write_atomically(out, image.data)
+    return RenderOutcome(path=out, sha256=hashlib.sha256(image.data).hexdigest(), width=image.width,
+                         height=image.height, bytes=len(image.data),
+                         render_ms=(time.perf_counter() - started) * 1000, cache_hit=False)
+
+
+def refuse_overlay(message: str) -> RenderOutcome:
+    """The task of a job whose segmentation is malformed: fails for good,
+    in the render process like any other render error."""
+    raise InvalidOverlay(message)

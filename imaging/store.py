@@ -78,6 +78,10 @@ def composite_path(store: Path, span_digest: str, variant_name: str) -> Path:
     return store / "composites" / span_digest[:2] / span_digest / variant_name
 
 
+def overlay_path(store: Path, overlay_digest: str, variant_name: str) -> Path:
+    return store / "overlays" / overlay_digest[:2] / overlay_digest / variant_name
+
+
 # Largest output a check will read: far above any variant regen renders
 # (a full-size PNG composite is tens of MB), so a forged completion claiming
 # gigabytes cannot make a check read them.

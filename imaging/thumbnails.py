@@ -93,6 +93,13 @@ def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: 
     if isinstance(data, Path):
         with open_local_file(data, limits) as source:
             return thumbnail_image(source.read_all(), variant, limits, source.name)
+    return oriented_thumbnail(data, variant, limits, name)[0]
+
+
+def oriented_thumbnail(data: bytes, variant: Variant, limits: Limits,
+                       name: str = "") -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`thumbnail_image`, and the size of the whole source as displayed
+    (after its EXIF orientation): what an overlay scales its points from."""
     with warnings.catch_warnings():
         # Pillow warns (instead of failing) between 1x and 2x its pixel limit;
         # regen's limit is a hard one.
@@ -109,6 +116,7 @@ def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: 
                 # photo stored on its side has its sides swapped.
                 stored = variant.transposed() if orientation in SWAPS_SIDES else variant
                 source_size = im.size
+                oriented = (im.height, im.width) if orientation in SWAPS_SIDES else im.size
                 if scalable:
                     # DCT-scaled decode to the smallest scale still >= the box:
                     # 2x faster than thumbnail()'s own draft (which asks for
@@ -133,7 +141,7 @@ def thumbnail_image(data: bytes | Path, variant: Variant, limits: Limits, name: 
             # OSError/ValueError/SyntaxError; all mean the file is broken.
             raise CorruptImage(f"{name}: cannot decode ({type(e).__name__}: {e})") from e
     transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
-    return small.transpose(transpose) if transpose is not None else small
+    return (small.transpose(transpose) if transpose is not None else small), oriented
 
 
 def _orientation(im: Image.Image) -> int:

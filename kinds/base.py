@@ -49,6 +49,16 @@ class RecordedOutput:
     output: dict  # uri, sha256, width, height, bytes
 
 
+@dataclass(frozen=True)
+class UnrenderedOutput:
+    """A standing variant of a target whose wanted revision has no output
+    (repair asks for it): "not rendered" (never, or not yet) or "failed"."""
+
+    target: Target
+    variant: str
+    problem: Literal["not rendered", "failed"]
+
+
 class Kind(ABC, Generic[State]):
     """One kind of derived image. Subclasses set the class attributes and
     implement the abstract methods; the defaults suit a kind whose state
@@ -88,8 +98,9 @@ class Kind(ABC, Generic[State]):
     def standing_variants(self, settings: Settings) -> tuple[str, ...]:
         """Variants rendered without being asked for (on import, when idle)."""
 
-    def needs_render(self, state: State) -> bool:
-        """Whether a "when idle" target waits for a render of its revision."""
+    def needs_render(self, state: State, settings: Settings) -> bool:
+        """Whether a "when idle" target waits for a render of its revision
+        (of any of its standing variants, which the settings name)."""
         return False
 
     # --- planning ------------------------------------------------------------
@@ -132,6 +143,12 @@ class Kind(ABC, Generic[State]):
     @abstractmethod
     def recorded_outputs(self, target_id: str, state: State, settings: Settings) -> Iterable[RecordedOutput]:
         """Every finished output the state records (what repair checks)."""
+
+    def unrendered_outputs(self, target_id: str, state: State, settings: Settings) -> Iterable[UnrenderedOutput]:
+        """Standing variants whose wanted revision has no completed output
+        (what repair asks for besides damaged files). Default: none, for a
+        kind whose missing renders another path finds (a replay)."""
+        return ()
 
     def replay_variants(self, settings: Settings, only: tuple[str, ...]) -> tuple[str, ...]:
         """What a replay asks for: the standing variants, or of ``only`` the

@@ -68,7 +68,7 @@ class Composite(Kind[AnnotationState]):
     def standing_variants(self, settings: Settings) -> tuple[str, ...]:
         return (settings.composite_variant,)
 
-    def needs_render(self, state: AnnotationState) -> bool:
+    def needs_render(self, state: AnnotationState, settings: Settings) -> bool:
         # A revision that failed for good waits for a new edit.
         return state.dirty and state.failed_revision < state.wanted_revision
 

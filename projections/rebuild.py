@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
 from regen.projections import folds
+from regen.projections.segmentations import SegmentationState
 from regen.projections.state import AnnotationState, AssetState, JobState, Record, VideoState
 from regen.schemas.events import Event, ImageFailed, ImageGenerated
 from regen.schemas.jobs import DirtyFlag
 
-TABLES = ("assets", "jobs", "annotations", "videos")
+TABLES = ("assets", "jobs", "annotations", "videos", "segmentations")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Projections:
     jobs: dict[str, dict] = field(default_factory=dict)
     annotations: dict[str, dict] = field(default_factory=dict)
     videos: dict[str, dict] = field(default_factory=dict)
+    segmentations: dict[str, dict] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[str, dict]:
         return getattr(self, name)
@@ -73,7 +75,7 @@ def _target_changed(p: Projections, kind: Kind, target_id: str, before, after) -
 
 IN_FLIGHT = frozenset({"pending", "running", "retrying"})
 _ROW_TYPES: dict[str, type[Record]] = {"assets": AssetState, "jobs": JobState, "annotations": AnnotationState,
-                                       "videos": VideoState}
+                                       "videos": VideoState, "segmentations": SegmentationState}
 
 
 def comparable(table: str, value: dict) -> dict | None:
@@ -82,14 +84,12 @@ def comparable(table: str, value: dict) -> dict | None:
         return {"malformed_row": True}
     if table == "assets":
         asset = AssetState.from_dict(value)
-        variants = {}
-        for name, entry in asset.variants.items():
-            if entry["status"] in IN_FLIGHT or entry["status"] == "superseded":
-                continue
-            variants[name] = {"status": entry["status"], "revision": entry["revision"],
-                              "sha256": (entry.get("output") or {}).get("sha256")}
         return {"revision": asset.revision, "sha256": asset.sha256, "uri": asset.uri, "batch_id": asset.batch_id,
-                "variants": variants}
+                "variants": _settled_variants(asset.variants)}
+    if table == "segmentations":
+        segmentation = SegmentationState.from_dict(value)
+        return {"revision": segmentation.revision, "source": segmentation.source,
+                "polygons": len(segmentation.polygons), "variants": _settled_variants(segmentation.variants)}
     if table == "jobs":
         job = JobState.from_dict(value)
         if job.status not in ("completed", "failed"):
@@ -104,6 +104,14 @@ def comparable(table: str, value: dict) -> dict | None:
                 "frames_used": list(a.frames_used) if a.frames_used else None}
     video = VideoState.from_dict(value)
     return {"dirty": dict(sorted(video.dirty.items()))}
+
+
+def _settled_variants(variants: dict[str, dict]) -> dict[str, dict]:
+    """Per variant, its outcome; variants in flight are left out."""
+    return {name: {"status": entry["status"], "revision": entry["revision"],
+                   "sha256": (entry.get("output") or {}).get("sha256")}
+            for name, entry in variants.items()
+            if entry["status"] not in IN_FLIGHT and entry["status"] != "superseded"}
 
 
 @dataclass
@@ -145,10 +153,10 @@ def compare(live: Projections, rebuilt: Projections) -> Comparison:
             if key in live_rows and live_value is None:
                 in_flight += 1
                 continue
-            if (table == "assets" and live_value is not None and rebuilt_value is not None
+            if (table in ("assets", "segmentations") and live_value is not None and rebuilt_value is not None
                     and "variants" in live_value and "variants" in rebuilt_value):
                 # A variant being rendered again right now is compared once it is done.
-                busy = set(AssetState.from_dict(live_rows[key]).variants) - set(live_value["variants"])
+                busy = set(live_rows[key].get("variants") or {}) - set(live_value["variants"])
                 in_flight += bool(busy)
                 rebuilt_value["variants"] = {k: v for k, v in rebuilt_value["variants"].items() if k not in busy}
             if table == "videos" and not (live_value or {}).get("dirty") and not (rebuilt_value or {}).get("dirty"):

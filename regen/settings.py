@@ -61,6 +61,7 @@ ENVIRONMENT: dict[str, str] = {
     "idle_delay": "REGEN_IDLE_DELAY",
     "composite_max_frames": "REGEN_COMPOSITE_MAX_FRAMES",
     "composite_variant": "REGEN_COMPOSITE_VARIANT",
+    "overlay_variants": "REGEN_OVERLAY_VARIANTS",
     "max_source_pixels": "REGEN_MAX_SOURCE_PIXELS",
     "max_source_bytes": "REGEN_MAX_SOURCE_BYTES",
     "composite_pixel_budget": "REGEN_COMPOSITE_PIXEL_BUDGET",
@@ -160,6 +161,10 @@ class Settings:
     # Longer spans are sampled evenly down to this many frames (memory and time).
     composite_max_frames: int = 64
     composite_variant: str = "full.png"
+    # Overlays (segmentation polygons over an image) pre-generated once a
+    # segmentation is idle; others are rendered when requested. Empty: the
+    # first WebP variant of REGEN_VARIANTS (see standing_overlay_variants).
+    overlay_variants: tuple[str, ...] = ()
     max_source_pixels: int = 50_000_000
     max_source_bytes: int = 200 * 1024 * 1024
     # Pixels a composite may decode in all (frames x width x height): the
@@ -275,6 +280,17 @@ class Settings:
                 f"{ENVIRONMENT['pregenerate_variants']} names {', '.join(unknown)}, "
                 f"which {ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})"
             )
+        unknown_overlays = [v for v in self.overlay_variants if v not in self.variants]
+        if unknown_overlays:
+            raise ConfigError(f"{ENVIRONMENT['overlay_variants']} names {', '.join(unknown_overlays)}, "
+                              f"which {ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})")
+        # An overlay scales the polygons' points by one factor: a variant that
+        # crops or pads (cover, contain) or a preset would misplace them.
+        cropped = [v for v in self.overlay_variants if self.preset(v) or self.variant(v).fit != "inside"]
+        if cropped:
+            raise ConfigError(f"{ENVIRONMENT['overlay_variants']} names {', '.join(cropped)}: overlays are drawn "
+                              "over h<px>, w<px> or full variants only (a crop or padding would misplace the "
+                              "polygons); name one of those")
 
     def _validate_groups_and_webhooks(self) -> None:
         env = ENVIRONMENT
@@ -381,6 +397,13 @@ class Settings:
             host = f"[{host}]"  # an IPv6 literal
         return f"http://{host}:{self.web_port}"
 
+    def standing_overlay_variants(self) -> tuple[str, ...]:
+        """REGEN_OVERLAY_VARIANTS, or the first WebP variant configured (the
+        first variant if none is WebP): small files with an alpha channel."""
+        if self.overlay_variants:
+            return self.overlay_variants
+        return (next((v for v in self.variants if v.endswith(".webp")), self.variants[0]),)
+
     def limits(self):
         """What a render may read and decode (imaging.limits.Limits)."""
         from regen.imaging.limits import Limits
@@ -406,6 +429,8 @@ class Settings:
                 shown = str(value)
             if f.name == "bootstrap_servers" and not value:
                 shown = "(local broker from `regen broker start`)"
+            if f.name == "overlay_variants" and not value:
+                shown = f"{','.join(self.standing_overlay_variants())} (derived)"
             if f.name == "advertised_url" and not value:
                 shown = f"{self.advertised_web_url()} (derived)"
             rows.append((f.name, ENVIRONMENT[f.name], shown))

@@ -62,6 +62,11 @@ class MaxItems:
 
 
 @dataclass(frozen=True)
+class MinItems:
+    count: int
+
+
+@dataclass(frozen=True)
 class IsoTimestamp:
     """A string regen parses later with ``datetime.fromisoformat`` (after Z -> +00:00).
     ``allow_empty``: "" stands for "not known" where a record has always allowed it."""

@@ -1,4 +1,4 @@
-"""The five public events, as frozen records.
+"""The public events, as frozen records.
 
 The JSON Schema files in ``schemas/json`` are the contract for publishers in
 any language; these records mirror them field for field (a unit test checks
@@ -22,8 +22,11 @@ from regen.schemas.bounds import (
     FrameNumber,
     Id,
     Length,
+    MaxItems,
     Milliseconds,
+    MinItems,
     OneOf,
+    Pattern,
     Pixels,
     Range,
     Revision,
@@ -82,6 +85,11 @@ class Event:
     def from_dict(cls, body: Any):
         """The record, typed field by field; SchemaError if ``body`` is not one."""
         return read_record(cls, body)
+
+    def semantic_problem(self) -> str | None:
+        """What is wrong with the event beyond its fields' own bounds (a rule
+        across fields), or None. Checked wherever the event is decoded."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,80 @@ class Stuck(Event):
         return self.id
 
 
-PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed,
+# --- segmentations (the overlay kind) -------------------------------------------
+
+# A segmentation travels in one Kafka message, twice over (the event, then
+# its render job), so its size is bounded: Kafka's default message limit is
+# 1 MB, and 10,000 points of long decimals are about 420 kB of JSON.
+MAX_POLYGONS = 1000
+MAX_HOLES = 100
+MAX_RING_POINTS = 10000
+MAX_TOTAL_POINTS = 10000
+MAX_LABELS = 256
+# Points are pixel coordinates; any photo regen decodes (50 MP) fits well within.
+MAX_COORDINATE = 1_000_000
+COLOR_PATTERN = r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$"
+
+Coordinate2D = Annotated[float, Range(-MAX_COORDINATE, MAX_COORDINATE)]
+Point = tuple[Coordinate2D, Coordinate2D]  # x (rightwards), y (downwards)
+Ring = Annotated[tuple[Point, ...], MinItems(3), MaxItems(MAX_RING_POINTS)]
+Label = Annotated[str, Length(100, 1)]
+Color = Annotated[str, Length(9, 7), Pattern(COLOR_PATTERN)]
+
+
+@dataclass(frozen=True)
+class Polygon:
+    """One labelled region: an outer ring and optional holes, each a closed
+    ring of at least three points (the last joins the first)."""
+
+    label: Label
+    points: Ring
+    holes: Annotated[tuple[Ring, ...], MaxItems(MAX_HOLES)] = ()
+
+    @property
+    def point_count(self) -> int:
+        return len(self.points) + sum(len(h) for h in self.holes)
+
+
+def segmentation_problem(polygons: tuple[Polygon, ...], colors: dict[str, str] | None) -> str | None:
+    """The rules across fields of a segmentation (the event's and a render job's)."""
+    total = sum(p.point_count for p in polygons)
+    if total > MAX_TOTAL_POINTS:
+        return f"{total} points in all (holes included) is over the limit of {MAX_TOTAL_POINTS}; simplify the polygons"
+    if colors is not None:
+        if len(colors) > MAX_LABELS:
+            return f"{len(colors)} colours is over the limit of {MAX_LABELS} labels"
+        long = next((label for label in colors if not 1 <= len(label) <= 100), None)
+        if long is not None:
+            return f"colour label {long[:40]!r}… must be 1 to 100 characters"
+    return None
+
+
+@dataclass(frozen=True)
+class SegmentationChanged(Event):
+    """An image's segmentation changed: its overlay (the image with the
+    polygons drawn over it) is stale. Points are pixel coordinates of the
+    image as displayed, i.e. after its EXIF orientation is applied (see
+    kinds/overlay.py)."""
+
+    ce_type: ClassVar[str] = "dev.regen.SegmentationChanged.v1"
+    # Checked by the typed reader alone, not by JSON Schema (see schemas/validation.py).
+    typed_only_fields: ClassVar[tuple[str, ...]] = ("polygons",)
+    asset_id: Id
+    revision: Annotated[int, Range(1, INT32_MAX)]
+    source: SourcePath
+    polygons: Annotated[tuple[Polygon, ...], MaxItems(MAX_POLYGONS)]
+    source_sha256: Sha256 | None = None
+    colors: dict[str, Color] | None = None  # label -> "#rrggbb" or "#rrggbbaa"
+
+    @property
+    def key(self) -> str:
+        return self.asset_id
+
+    def semantic_problem(self) -> str | None:
+        return segmentation_problem(self.polygons, self.colors)
+
+
+PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed, SegmentationChanged,
                  GroupDeclared, GroupProgress, GroupFinished, Stuck)
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in PUBLIC_EVENTS}

@@ -33,6 +33,7 @@ from regen.schemas.bounds import (
     IsoTimestamp,
     Length,
     MaxItems,
+    MinItems,
     OneOf,
     Pattern,
     Range,
@@ -109,7 +110,7 @@ def _compile(hint: Any) -> Check:
     if origin is Literal:
         return _literal(args)
     if hint is tuple or origin is tuple:
-        return _tuple(args, _max_items(marks))
+        return _tuple(args, _max_items(marks), _min_items(marks))
     if hint is dict or origin is dict:
         shape = next((m.record for m in marks if isinstance(m, Shape)), None)
         return _mapping(args) if shape is None else _shaped(shape)
@@ -134,6 +135,10 @@ def _range(marks: tuple) -> Range:
 
 def _max_items(marks: tuple) -> int:
     return next((m.count for m in marks if isinstance(m, MaxItems)), MAX_ITEMS)
+
+
+def _min_items(marks: tuple) -> int:
+    return next((m.count for m in marks if isinstance(m, MinItems)), 0)
 
 
 def _string(marks: tuple) -> Check:
@@ -222,21 +227,23 @@ def _literal(allowed: tuple) -> Check:
     return check
 
 
-def _sequence(value: Any, where: str, max_items: int) -> list | tuple:
+def _sequence(value: Any, where: str, max_items: int, min_items: int = 0) -> list | tuple:
     if type(value) not in (list, tuple):
         raise _refuse(where, "an array", value)
     if len(value) > max_items:
         raise SchemaError(f"{where}: expected at most {max_items} items, got {len(value)}")
+    if len(value) < min_items:
+        raise SchemaError(f"{where}: expected at least {min_items} items, got {len(value)}")
     return value
 
 
-def _tuple(args: tuple, max_items: int) -> Check:
+def _tuple(args: tuple, max_items: int, min_items: int = 0) -> Check:
     if not args:  # bare ``tuple``: any JSON items
-        return lambda value, where: tuple(_sequence(value, where, max_items))
+        return lambda value, where: tuple(_sequence(value, where, max_items, min_items))
     if len(args) == 2 and args[1] is Ellipsis:
         item = _compile(args[0])
         return lambda value, where: tuple(item(v, f"{where}[{i}]")
-                                          for i, v in enumerate(_sequence(value, where, max_items)))
+                                          for i, v in enumerate(_sequence(value, where, max_items, min_items)))
     items = [_compile(a) for a in args]
 
     def fixed(value: Any, where: str) -> tuple:

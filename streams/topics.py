@@ -22,6 +22,7 @@ from regen.schemas.events import (
     ImageFailed,
     ImageGenerated,
     ImageRequested,
+    SegmentationChanged,
     Stuck,
 )
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
@@ -45,6 +46,8 @@ class TopicSpec:
 ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="AssetImported from publishers")
 BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,),
                                description="BoundaryChanged from publishers")
+SEGMENTATIONS_CHANGED = TopicSpec("segmentations.changed", (SegmentationChanged,),
+                                  description="SegmentationChanged from publishers")
 IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
@@ -77,8 +80,9 @@ ALL_TOPICS = (
     GROUP_PROGRESS,
     ALERTS,
     DEADLETTER,
+    SEGMENTATIONS_CHANGED,
 )
-SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
+SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     AssetImported: ASSETS_IMPORTED,
     BoundaryChanged: BOUNDARIES_CHANGED,
@@ -93,6 +97,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     GroupProgress: GROUP_PROGRESS,
     GroupFinished: GROUP_PROGRESS,
     Stuck: ALERTS,
+    SegmentationChanged: SEGMENTATIONS_CHANGED,
 }
 
 

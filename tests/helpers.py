@@ -222,3 +222,56 @@ def source_digest(qualified_name: str) -> str:
     module_name, class_name, method = qualified_name.rsplit(".", 2)
     function = getattr(getattr(importlib.import_module(module_name), class_name), method)
     return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+
+
+# --- overlays ------------------------------------------------------------------------
+
+OVERLAY_MAGENTA = "#ff00ff"
+
+
+def display_polygon(width: int, height: int) -> tuple[tuple[float, float], ...]:
+    """A lopsided quadrilateral in the upper left of a displayed photo of
+    ``width`` x ``height``: a mirrored or rotated drawing puts it elsewhere."""
+    return ((0.08 * width, 0.10 * height), (0.55 * width, 0.12 * height), (0.40 * width, 0.35 * height),
+            (0.12 * width, 0.62 * height))
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    from PIL import ImageOps
+
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).size
+
+
+def overlay_errors(path: Path, points, output: Path) -> tuple[float, float, float]:
+    """How far an overlay of ``points`` (filled magenta at the default
+    opacity) over the photo at ``path`` is from a reference drawn without
+    regen's code: the photo oriented by Pillow's exif_transpose, the polygon
+    blended at full resolution, then scaled to the overlay's size.
+
+    Returns the mean absolute error inside the polygon and outside it (away
+    from the outline), and how far inside is from the untinted photo (large
+    when the tint is really there)."""
+    from PIL import ImageDraw, ImageFilter, ImageOps
+
+    from regen.imaging.overlay import DEFAULT_FILL_ALPHA, outline_width
+
+    with Image.open(output) as out:
+        drawn = np.asarray(out.convert("RGB"), dtype=np.float64)
+        size = out.size
+    with Image.open(path) as im:
+        upright = ImageOps.exif_transpose(im).convert("RGB")
+    mask = Image.new("L", upright.size, 0)
+    ImageDraw.Draw(mask).polygon(points, fill=255)
+    opacity = mask.point(lambda v: v * DEFAULT_FILL_ALPHA // 255)
+    tinted = Image.composite(Image.new("RGB", upright.size, (255, 0, 255)), upright, opacity)
+    expected = np.asarray(tinted.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+    plain = np.asarray(upright.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+    coverage = mask.resize(size, Image.Resampling.BOX)
+    margin = 2 * outline_width(size) + 3  # the outline and the edge's antialiasing
+    inside = np.asarray(coverage.filter(ImageFilter.MinFilter(margin))) == 255
+    outside = np.asarray(coverage.filter(ImageFilter.MaxFilter(margin))) == 0
+    assert inside.sum() > 1000 and outside.sum() > 10000, "the polygon covers a real part of the image"
+    return (float(np.abs(drawn[inside] - expected[inside]).mean()),
+            float(np.abs(drawn[outside] - expected[outside]).mean()),
+            float(np.abs(drawn[inside] - plain[inside]).mean()))

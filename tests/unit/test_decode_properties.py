@@ -18,6 +18,8 @@ from regen.schemas.events import (
     ImageFailed,
     ImageGenerated,
     ImageRequested,
+    Polygon,
+    SegmentationChanged,
     Stuck,
     Target,
 )
@@ -48,6 +50,10 @@ VALID = {
     GroupFinished: GroupFinished("case-1", "partial", 2, 1, 1, AT, AT, {"thumbnail:a1/h400.jpg": "ab/cd.jpg"},
                                  ({"member": "thumbnail:a2/h400.jpg", "error": "corrupt"},)),
     Stuck: Stuck("job", "thumbnail:a1:h400.jpg:r1", "running", AT, 700.0, AT),
+    SegmentationChanged: SegmentationChanged(
+        "a1", 2, "photos/x.jpg", (Polygon("cell", ((0.0, 0.0), (10.5, 0.0), (5.0, 8.0)),
+                                          (((4.0, 2.0), (6.0, 2.0), (5.0, 4.0)),)),),
+        source_sha256=SHA, colors={"cell": "#ff000080"}),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]

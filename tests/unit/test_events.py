@@ -101,6 +101,8 @@ def expected_keywords(hint) -> dict:
         MAX_SHORT_CHARS,
         IsoTimestamp,
         Length,
+        MaxItems,
+        MinItems,
         OneOf,
         Pattern,
         Range,
@@ -137,7 +139,11 @@ def expected_keywords(hint) -> dict:
         return {"enum": list(args)}
     if typing.get_origin(hint) is tuple:
         if args[-1] is Ellipsis:
-            return {"maxItems": MAX_ITEMS, "items": expected_keywords(args[0])}
+            out = {"maxItems": found[MaxItems].count if MaxItems in found else MAX_ITEMS,
+                   "items": expected_keywords(args[0])}
+            if MinItems in found:
+                out["minItems"] = found[MinItems].count
+            return out
         return {"minItems": len(args), "maxItems": len(args), "items": expected_keywords(args[0])}
     return {}
 
@@ -169,9 +175,38 @@ def disagreements(schema: dict, node: dict, hint, where: str) -> list[str]:
     expected = expected_keywords(hint)
     problems = []
     items = expected.pop("items", None)
-    if items is not None:
-        problems += [f"{where}[]: {p}" for p in _compare(resolve(schema, node.get("items", {})), items)]
+    item_hint = _tuple_item(bare)
+    if item_hint is not None and is_dataclass(_unannotated(item_hint)):  # an array of objects: each field too
+        problems += disagreements(schema, node.get("items", {}), item_hint, f"{where}[]")
+    elif items is not None:
+        problems += _compare_items(schema, resolve(schema, node.get("items", {})), items, f"{where}[]")
     return problems + [f"{where}: {p}" for p in _compare(node, expected)]
+
+
+def _compare_items(schema: dict, node: dict, expected: dict, where: str) -> list[str]:
+    """Arrays of arrays (a polygon's points): each level's keywords."""
+    expected = dict(expected)
+    items = expected.pop("items", None)
+    problems = [f"{where}: {p}" for p in _compare(node, expected)]
+    if items is not None:
+        problems += _compare_items(schema, resolve(schema, node.get("items", {})), items, f"{where}[]")
+    return problems
+
+
+def _unannotated(hint):
+    import typing
+
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+
+
+def _tuple_item(hint):
+    """X of ``tuple[X, ...]`` (or of ``tuple[X, ...] | None``), else None."""
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is not tuple and len(args) == 1:
+        return _tuple_item(_unannotated(args[0]))
+    return args[0] if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis else None
 
 
 def _compare(node: dict, expected: dict) -> list[str]:
