@@ -129,6 +129,27 @@ export interface ImageRequested {
   force?: boolean
 }
 
+/** An image's segmentation changed: its overlay (the image with the polygons filled and outlined) is stale. Points are pixel coordinates of the image as a viewer displays it, after its EXIF orientation is applied, at the stored file's full resolution: x rightwards, y downwards, (0, 0) the top-left corner of the top-left pixel. Key: asset_id. At most 10000 points in all (every ring of every polygon), checked by regen beyond this schema. */
+export interface SegmentationChanged {
+  /** the image's asset id (the overlay's target id) */
+  asset_id: string
+  /** increases with every change of this image's segmentation; an older one arriving late changes nothing */
+  revision: number
+  /** the image file, relative to a media root (as AssetImported.uri) */
+  source: string
+  /** the image's content hash the polygons were drawn on; if given, a file with other content fails the render (source_changed) */
+  source_sha256?: string | null
+  /** drawn in order, each filled over the ones before it */
+  polygons: Array<{
+    label: string
+    /** a closed ring: the last point joins the first */
+    points: Array<[number, number]>
+    holes?: Array<Array<[number, number]>>
+  }>
+  /** label -> colour; a label without one gets a colour derived from its name */
+  colors?: Record<string, unknown> | null
+}
+
 /** A job or group with no progress past its stuck_after (emitted by regen, once an episode). Key: id. */
 export interface Stuck {
   subject: "job" | "group"
@@ -139,8 +160,8 @@ export interface Stuck {
   at: string
 }
 
-/** The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation. */
-export type TargetKind = "thumbnail" | "composite"
+/** The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset. */
+export type TargetKind = "thumbnail" | "composite" | "overlay"
 
 /** Every event regen's topics carry, by name. */
 export interface EventsByName {
@@ -152,13 +173,14 @@ export interface EventsByName {
   ImageFailed: ImageFailed
   ImageGenerated: ImageGenerated
   ImageRequested: ImageRequested
+  SegmentationChanged: SegmentationChanged
   Stuck: Stuck
 }
 
 export type EventName = keyof EventsByName
 
 /** The events publishers outside regen send (regen writes the others). */
-export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GroupDeclared" | "ImageRequested"
+export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GroupDeclared" | "ImageRequested" | "SegmentationChanged"
 
 /** What the results topic carries: the answer to an ImageRequested. */
 export type Completion = ImageFailed | ImageGenerated
@@ -249,6 +271,15 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
       "id"
     ],
     "schemaId": "https://regen.dev/schemas/ImageRequested.json",
+    "publishedByOthers": true
+  },
+  "SegmentationChanged": {
+    "ceType": "dev.regen.SegmentationChanged.v1",
+    "topic": "segmentations.changed",
+    "key": [
+      "asset_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/SegmentationChanged.json",
     "publishedByOthers": true
   },
   "Stuck": {
@@ -978,6 +1009,134 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
       }
     }
   },
+  "https://regen.dev/schemas/SegmentationChanged.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/SegmentationChanged.json",
+    "title": "SegmentationChanged",
+    "description": "An image's segmentation changed: its overlay (the image with the polygons filled and outlined) is stale. Points are pixel coordinates of the image as a viewer displays it, after its EXIF orientation is applied, at the stored file's full resolution: x rightwards, y downwards, (0, 0) the top-left corner of the top-left pixel. Key: asset_id. At most 10000 points in all (every ring of every polygon), checked by regen beyond this schema.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "asset_id",
+      "revision",
+      "source",
+      "polygons"
+    ],
+    "properties": {
+      "asset_id": {
+        "$ref": "#/$defs/id",
+        "description": "the image's asset id (the overlay's target id)"
+      },
+      "revision": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 2147483647,
+        "description": "increases with every change of this image's segmentation; an older one arriving late changes nothing"
+      },
+      "source": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096,
+        "description": "the image file, relative to a media root (as AssetImported.uri)"
+      },
+      "source_sha256": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 64,
+        "maxLength": 64,
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "the image's content hash the polygons were drawn on; if given, a file with other content fails the render (source_changed)"
+      },
+      "polygons": {
+        "type": "array",
+        "maxItems": 1000,
+        "items": {
+          "$ref": "#/$defs/polygon"
+        },
+        "description": "drawn in order, each filled over the ones before it"
+      },
+      "colors": {
+        "type": [
+          "object",
+          "null"
+        ],
+        "maxProperties": 256,
+        "propertyNames": {
+          "minLength": 1,
+          "maxLength": 100
+        },
+        "additionalProperties": {
+          "$ref": "#/$defs/color"
+        },
+        "description": "label -> colour; a label without one gets a colour derived from its name"
+      }
+    },
+    "$defs": {
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      },
+      "color": {
+        "type": "string",
+        "minLength": 7,
+        "maxLength": 9,
+        "pattern": "^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$",
+        "description": "#rrggbb (filled at 40 % opacity) or #rrggbbaa (filled at aa/255); the outline is always opaque"
+      },
+      "coordinate": {
+        "type": "number",
+        "minimum": -1000000,
+        "maximum": 1000000
+      },
+      "point": {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": 2,
+        "items": {
+          "$ref": "#/$defs/coordinate"
+        },
+        "description": "[x, y]"
+      },
+      "ring": {
+        "type": "array",
+        "minItems": 3,
+        "maxItems": 10000,
+        "items": {
+          "$ref": "#/$defs/point"
+        },
+        "description": "a closed ring: the last point joins the first"
+      },
+      "polygon": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "label",
+          "points"
+        ],
+        "properties": {
+          "label": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100
+          },
+          "points": {
+            "$ref": "#/$defs/ring"
+          },
+          "holes": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+              "$ref": "#/$defs/ring"
+            }
+          }
+        }
+      }
+    }
+  },
   "https://regen.dev/schemas/Stuck.json": {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://regen.dev/schemas/Stuck.json",
@@ -1038,11 +1197,12 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://regen.dev/schemas/TargetKind.json",
     "title": "TargetKind",
-    "description": "The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation.",
+    "description": "The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset.",
     "type": "string",
     "enum": [
       "thumbnail",
-      "composite"
+      "composite",
+      "overlay"
     ]
   }
 }
