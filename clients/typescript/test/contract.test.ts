@@ -38,7 +38,9 @@ test('the AsyncAPI document is valid and gives every event its channel, key and 
   }
   const requested = addresses.get('{prefix}.images.requested')!.messages().all()[0]!
   const kind = requested.payload()!.properties()!['target']!.properties()!['kind']!
-  assert.deepEqual(kind.enum(), ['thumbnail', 'composite'], 'TargetKind.json is resolved across files')
+  const kinds = (SCHEMAS['https://regen.dev/schemas/TargetKind.json'] as { enum: string[] }).enum
+  assert.ok(kinds.includes('thumbnail') && kinds.includes('composite'))
+  assert.deepEqual(kind.enum(), kinds, 'TargetKind.json is resolved across files')
   assert.ok(addresses.has('{prefix}.deadletter'))
   const sends = document.operations().all().filter((o) => o.action() === 'send').map((o) => o.channels().all()[0]!.address())
   assert.deepEqual(sends.sort(), Object.values(EVENTS).filter((r) => r.publishedByOthers).map((r) => `{prefix}.${r.topic}`).sort())
