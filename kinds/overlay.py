@@ -167,6 +167,9 @@ class Overlay(Kind[SegmentationState]):
             failed = entry is not None and entry.revision == state.revision and entry.status == "failed"
             yield UnrenderedOutput(Target(self.name, target_id), variant, "failed" if failed else "not rendered")
 
+    def group(self, state: SegmentationState) -> str | None:
+        return state.group_id
+
     def offline_call(self, source: Path, store: Path, variant: str, settings: Settings,
                      options: dict[str, Any]) -> RenderCall:
         import orjson

@@ -30,6 +30,7 @@ class SegmentationState(Record):
     source_sha256: Sha256 | None = None
     # variant -> VariantState of its latest overlay (any revision)
     variants: dict[str, Annotated[dict, Shape(VariantState)]] = field(default_factory=dict)
+    group_id: str | None = None
 
     def variant(self, name: str) -> VariantState | None:
         return VariantState.from_dict(self.variants.get(name))
@@ -51,7 +52,7 @@ def segmentation_changed(state: SegmentationState | None, event: SegmentationCha
     return SegmentationState(
         asset_id=event.asset_id, source=event.source, revision=event.revision, changed_at=at,
         polygons=event.polygons, colors=event.colors, source_sha256=event.source_sha256,
-        variants=state.variants if state is not None else {},
+        variants=state.variants if state is not None else {}, group_id=event.group_id,
     )
 
 

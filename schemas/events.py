@@ -333,6 +333,7 @@ class SegmentationChanged(Event):
     polygons: Annotated[tuple[Polygon, ...], MaxItems(MAX_POLYGONS)]
     source_sha256: Sha256 | None = None
     colors: dict[str, Color] | None = None  # label -> "#rrggbb" or "#rrggbbaa"
+    group_id: Id | None = None  # the group whose progress its overlays count in
 
     @property
     def key(self) -> str:

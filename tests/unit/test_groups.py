@@ -123,3 +123,19 @@ def test_stuck_groups_are_unfinished_ones_without_a_change_for_too_long():
     stuck = groups.stuck_groups([waiting, done], now, 600)
     assert [(g.group_id, round(s)) for g, s in stuck] == [("case", 1200)]
     assert groups.stuck_groups([waiting], now, 1500) == []
+
+
+def test_a_segmented_image_of_a_group_announces_its_overlay_variants():
+    from regen.projections.segmentations import segmentation_changed
+    from regen.schemas.events import Polygon, SegmentationChanged
+
+    overlay = KINDS["overlay"]
+    settings = Settings(overlay_variants=("h400.webp",))
+    event = SegmentationChanged("img-1", 2, "img-1.jpg", (Polygon("cell", ((0.0, 0.0), (9.0, 0.0), (4.0, 7.0))),),
+                                group_id="slide-7")
+    state = segmentation_changed(None, event, AT)
+    changes = groups.member_changes(overlay, "img-1", None, state, settings, AT)
+    assert [(c.group_id, str(c.target), c.variant, c.revision) for c in changes] == \
+        [("slide-7", "overlay:img-1", "h400.webp", 2)]
+    # The same revision folded again by an idle kind announces nothing new.
+    assert groups.member_changes(overlay, "img-1", state, state, settings, AT) == []

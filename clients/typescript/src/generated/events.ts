@@ -148,6 +148,8 @@ export interface SegmentationChanged {
   }>
   /** label -> colour; a label without one gets a colour derived from its name */
   colors?: Record<string, unknown> | null
+  /** the group whose progress this image's overlays count in */
+  group_id?: string | null
 }
 
 /** A job or group with no progress past its stuck_after (emitted by regen, once an episode). Key: id. */
@@ -1071,6 +1073,16 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
           "$ref": "#/$defs/color"
         },
         "description": "label -> colour; a label without one gets a colour derived from its name"
+      },
+      "group_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$",
+        "description": "the group whose progress this image's overlays count in"
       }
     },
     "$defs": {
