@@ -74,6 +74,9 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
         video = next((p for p in sorted(folder.rglob("*.mp4"))), None)
         if video is not None:
             _annotation_demo(settings, bootstrap, video.relative_to(folder).as_posix(), say)
+        photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))[:4]
+        if photos:
+            _overlay_demo(settings, bootstrap, folder, photos, say)
     finally:
         if keep_running:
             say(f"left running: worker pid {worker.pid}, dashboard http://{settings.web_host}:{settings.web_port}"
@@ -199,6 +202,58 @@ def _annotation_demo(settings: Settings, bootstrap: str, source: str, say) -> No
         raise RegenError(f"video {video_id} still has {last} pending annotation(s) after 60 s")
     annotation = _get(settings, "/annotations/demo-annotation-0")
     click.echo("\n" + fmt.format_annotation(annotation))
+
+
+def _overlay_demo(settings: Settings, bootstrap: str, folder: Path, photos: list[Path], say) -> None:
+    """A segmentation of each photo (a frame and a diamond with a hole, in
+    the photo's displayed coordinates), followed as one group: each
+    overlay rendered once its segmentation is idle, and the group's
+    completion with every output."""
+    from PIL import Image, ImageOps
+
+    from regen.cli.main import _get
+    from regen.schemas.events import GroupDeclared, Polygon, SegmentationChanged
+    from regen.streams.codec import now_iso
+    from regen.streams.publisher import Publisher
+
+    group_id = f"demo-segmented-{time.strftime('%H%M%S')}"
+    events: list = [GroupDeclared(group_id, now_iso(), total=len(photos) * len(settings.standing_overlay_variants()),
+                                  label="the demo's segmented photos")]
+    for n, path in enumerate(photos):
+        with Image.open(path) as im:
+            width, height = ImageOps.exif_transpose(im).size  # displayed size: what a person segments
+        cx, cy, r = width / 2, height / 2, min(width, height) / 3
+        diamond = ((cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy))
+        hole = ((cx, cy - r / 3), (cx + r / 3, cy), (cx, cy + r / 3), (cx - r / 3, cy))
+        frame = ((width * 0.05, height * 0.05), (width * 0.3, height * 0.05), (width * 0.3, height * 0.3),
+                 (width * 0.05, height * 0.3))
+        events.append(SegmentationChanged(
+            asset_id=f"demo-photo-{n}", revision=1, source=path.relative_to(folder).as_posix(),
+            polygons=(Polygon("cell", diamond, (hole,)), Polygon("label", frame)),
+            colors={"cell": "#ff3030", "label": "#2060ff80"}, group_id=group_id))
+
+    async def publish() -> None:
+        async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
+            await publisher.publish_many(events)
+
+    say(f"publishing a SegmentationChanged for {len(photos)} photos as group {group_id}; each overlay renders "
+        f"{settings.idle_delay:g} s after its last edit")
+    asyncio.run(publish())
+    deadline = time.monotonic() + 60 + settings.idle_delay
+    group: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            group = _get(settings, f"/groups/{group_id}")
+        except RegenError:
+            group = {}
+        if group.get("finished_at"):
+            break
+        time.sleep(0.3)
+    if not group.get("finished_at"):
+        raise RegenError(f"group {group_id} did not finish in 60 s: {group or 'never seen'}")
+    click.echo(f"\nThe group's projection (regen status group {group_id}):\n")
+    click.echo(fmt.format_group(group))
+    click.echo(f"Overlays are under {settings.image_store / 'overlays'}")
 
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
