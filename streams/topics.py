@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
-from regen.schemas.events import AssetImported, BoundaryChanged, Event, ImageFailed, ImageGenerated, ImageRequested
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    Event,
+    GenerationRequested,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+)
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from regen.settings import Settings
 
@@ -34,9 +42,15 @@ ASSETS_IMPORTED = TopicSpec("assets.imported", (AssetImported,), description="As
 BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,),
                                description="BoundaryChanged from publishers")
 IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
+GENERATIONS_REQUESTED = TopicSpec("generations.requested", (GenerationRequested,),
+                                  description="GenerationRequested from publishers")
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
 RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
+# Jobs whose render first waits on a call outside regen (an image model, up
+# to a minute): a lane of their own, read with several jobs in flight, so
+# they never hold up the interactive or background lane (agents/generation_lane.py).
+RENDER_GENERATION = TopicSpec("render.generation", (RenderJob,), WEEK_MS, "jobs waiting on an external image model")
 RENDER_RETRY = TopicSpec("render.retry", (RenderJob,), WEEK_MS, "jobs waiting out a retry delay")
 ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
 BATCH_PROGRESS = TopicSpec("batches.progress", (BatchShard,), WEEK_MS,
@@ -50,12 +64,14 @@ ALL_TOPICS = (
     IMAGES_RESULTS,
     RENDER_INTERACTIVE,
     RENDER_BACKGROUND,
+    RENDER_GENERATION,
     RENDER_RETRY,
     ANNOTATIONS_DIRTY,
     BATCH_PROGRESS,
     DEADLETTER,
+    GENERATIONS_REQUESTED,
 )
-SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED)
+SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, GENERATIONS_REQUESTED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     AssetImported: ASSETS_IMPORTED,
     BoundaryChanged: BOUNDARIES_CHANGED,
@@ -65,6 +81,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     RenderJob: RENDER_BACKGROUND,
     DirtyFlag: ANNOTATIONS_DIRTY,
     BatchShard: BATCH_PROGRESS,
+    GenerationRequested: GENERATIONS_REQUESTED,
 }
 
 

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated, ImageRequested, Target
+from regen.schemas.events import (
+    AssetImported,
+    BoundaryChanged,
+    GenerationRequested,
+    ImageFailed,
+    ImageGenerated,
+    ImageRequested,
+    Target,
+)
 from regen.schemas.jobs import BatchShard, DirtyFlag, RenderJob
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
@@ -30,6 +38,8 @@ VALID = {
                          not_before=1.7e9, last_error="x"),
     DirtyFlag: DirtyFlag("v1", "n1", 3, True, AT, "dirty"),
     BatchShard: BatchShard("b1", 0, 3, 1, 1, 1, 1.7e9, ({"asset_id": "a", "variant": "v", "error": "e"},)),
+    GenerationRequested: GenerationRequested("g1", 2, "local", "a red kite", {"width": 512, "style": None},
+                                             group_id="case-7"),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]
