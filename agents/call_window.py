@@ -28,6 +28,11 @@ import math
 from collections import deque
 
 WINDOW_S = 60.0
+# A call is counted when it is sent, and the generator sees it a moment
+# later, later the more its connection takes: a first call delayed by 5 ms
+# and a call 60 s on delayed by 1 ms are 59.996 s apart at the server. So the
+# window is kept this much longer than the generator's.
+GUARD_S = 1.0
 
 
 class CallWindow:
@@ -41,6 +46,8 @@ class CallWindow:
     def set_share(self, owned: int, total: int, now: float) -> None:
         """This worker now owns ``owned`` of the lane's ``total`` partitions."""
         share = self.limit * owned / total if total > 0 else 0.0
+        if self._share is None and share == 0:
+            return  # still starting: the first partitions it gets are its first share
         if self._share is None or share <= self._share:
             self._share, self._growing = share, None
         elif self._growing is None or self._growing[1] != share:
@@ -64,6 +71,7 @@ class CallWindow:
         if share <= 0:
             return self.window_s  # no partition of the lane owned: nothing of ours to call for
         count, span = (math.floor(share), self.window_s) if share >= 1 else (1, self.window_s / share)
+        span += GUARD_S
         while self._calls and self._calls[0] <= now - span:
             self._calls.popleft()
         if len(self._calls) < count:

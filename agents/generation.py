@@ -60,13 +60,13 @@ class GenerationServices:
         under_way = self._asking.get(key)
         if under_way is not None:
             return await asyncio.shield(under_way)
-        if await asyncio.to_thread(path.is_file):
-            return None  # asked before: every variant comes from the same image
+        # Registered before the first await: a job arriving meanwhile waits for this one.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._asking[key] = future
         try:
-            data = await self._call(job, ask)
-            await asyncio.to_thread(write_atomically, path, data)
+            if not await asyncio.to_thread(path.is_file):  # else asked before: all variants from one image
+                data = await self._call(job, ask)
+                await asyncio.to_thread(write_atomically, path, data)
             future.set_result(None)
         except BaseException as e:
             future.set_exception(e)

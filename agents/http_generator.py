@@ -104,7 +104,7 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,6})?", value):  # delta-seconds (a fraction tolerated)
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
