@@ -158,7 +158,8 @@ def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> 
 
 
 @cli.command()
-@click.argument("event_type", type=click.Choice(["BoundaryChanged", "AssetImported", "ImageRequested"]))
+@click.argument("event_type", type=click.Choice(["BoundaryChanged", "AssetImported", "ImageRequested",
+                                                             "GenerationRequested"]))
 @click.option("--json", "body", required=True, help="The event body as JSON, or - to read it from stdin.")
 def publish(event_type: str, body: str) -> None:
     """Validate and publish one event given as JSON."""
