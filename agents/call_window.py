@@ -7,12 +7,17 @@ disjoint, so the shares sum to the limit; each worker then keeps its own
 share in every 60 s window (a log of its call times, not a token bucket,
 which would allow twice the limit across a minute's boundary).
 
-Rebalances: a share that shrinks applies at once; one that grows applies
-one window later, because the worker that gave up those partitions may
-have used their share in the last minute (it stops calling before it lets
-them go: rule 9 of streams/checkpoint.py). So the group keeps the limit in
-every window while partitions move. A worker's first share after it starts
-applies at once (it cannot know what a worker that died just before did).
+Rebalances (the share is set from each assignment once it is complete, not
+from the empty one a rebalance passes through): a share that shrinks
+applies at once; one that grows applies one window later, because the
+worker that gave up those partitions may have used their share in the last
+minute (it stops calling before it lets them go: rule 9 of
+streams/checkpoint.py). So while the same workers trade partitions, the
+group keeps the limit in every window. A worker's first share after it
+starts applies at once, since it cannot know what others did: in the minute
+after a worker joins (or restarts), the group may exceed the limit by at
+most that worker's share, the calls the previous owners of its partitions
+made in that minute.
 
 Shares are whole calls per window: a worker whose share is under one call
 a minute makes one call per ``60 / share`` seconds instead, which keeps the

@@ -68,9 +68,12 @@ class GenerationServices:
                 data = await self._call(job, ask)
                 await asyncio.to_thread(write_atomically, path, data)
             future.set_result(None)
-        except BaseException as e:
+        except Exception as e:
             future.set_exception(e)
             future.exception()  # retrieved: nobody else may be waiting for it
+            raise
+        except BaseException:  # cancelled: so are the jobs waiting for this call
+            future.cancel()
             raise
         finally:
             del self._asking[key]

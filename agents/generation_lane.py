@@ -43,6 +43,7 @@ class GenerationFollower(PartitionFollower):
         self.in_flight = InFlight()
         self._tasks: dict[asyncio.Future[None], tuple[int, int]] = {}  # task -> (partition, offset)
         self._failure: BaseException | None = None
+        self._cancelling = False  # this lane is cancelling its own jobs: not a failure
         self.longest_job_s = max((g.timeout_s for g in ctx.settings.generators), default=0.0) + \
             ctx.settings.render_timeout
 
@@ -61,7 +62,8 @@ class GenerationFollower(PartitionFollower):
                 await self._settle(consumer, wait=True)
                 return
             await self._assign(consumer, wanted)
-            self.on_share(len(self.assigned), self.ctx.settings.partitions)
+            if self._steady():  # not the "nothing" read while a rebalance runs: that would zero the share
+                self.on_share(len(self.assigned), self.ctx.settings.partitions)
         if not self.assigned:
             await asyncio.sleep(FETCH_WAIT_S)
             return
@@ -86,8 +88,16 @@ class GenerationFollower(PartitionFollower):
         # (records fetched as a rebalance began are read again from the committed offsets: rule 10)
         await self._settle(consumer, wait=False)
 
+    def _steady(self) -> bool:
+        app = self.ctx.app
+        return not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+
     def _finished(self, task: asyncio.Future[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
+        if self._failure is not None or self._cancelling:
+            return
+        if task.cancelled():  # not by this lane (it cancels only while giving up): its offset would never commit
+            self._failure = RuntimeError("a generation job was cancelled; reading again from the committed offsets")
+        elif task.exception() is not None:
             self._failure = task.exception()
 
     async def _settle(self, consumer: AIOKafkaConsumer, *, wait: bool) -> None:
@@ -111,23 +121,27 @@ class GenerationFollower(PartitionFollower):
         """A handler raised (a bug: handlers dead-letter what they cannot
         do): stop the others and let the lane start again from its
         committed offsets, which never passed the failed record."""
-        failure, self._failure = self._failure, None
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        failure = self._failure
+        await self._cancel_all()
+        self._failure = None
+        assert failure is not None
+        raise failure
+
+    async def _cancel_all(self) -> None:
+        self._cancelling = True
+        try:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._cancelling = False
         self._tasks.clear()
         self.in_flight.clear()
         self._idle.set()
-        assert failure is not None
-        raise failure
 
     async def run(self) -> None:
         try:
             await super().run()
         finally:
-            for task in self._tasks:  # the consumer is gone: what is in flight is read again
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks.clear()
-            self.in_flight.clear()
-            self._idle.set()
+            await self._cancel_all()  # the consumer is gone: what is in flight is read again
+            self._failure = None

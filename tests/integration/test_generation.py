@@ -12,7 +12,7 @@ from PIL import Image
 
 from regen.schemas.events import GenerationRequested, ImageFailed, ImageGenerated
 from regen.streams.results import wait_for
-from tests.helpers import publish_all, run
+from tests.helpers import free_port, publish_all, run
 from tests.model_server import ModelServer, colour_of
 
 TOKEN = "s3cret-model-token-for-tests"
@@ -146,3 +146,29 @@ def test_the_rate_limit_holds_calls_per_minute_measured_at_the_server(start_work
         assert sum(1 for s in starts[i:] if s < start + 60) <= limit, starts
     # ... and the limit is used, not undercut: the calls over it start as the window lets them.
     assert starts[limit] - starts[0] < 62, starts
+
+
+def test_two_workers_share_the_rate_limit_by_their_partitions(start_worker, tmp_path: Path):
+    """Each worker takes the share of the lane's partitions it reads: the two
+    together keep the limit, measured at the server, and use all of it."""
+    limit = 8
+    # Three targets in each of the 4 partitions: whichever way the partitions
+    # are split, the workers' shares (2 calls a minute per partition) are used up.
+    targets = ["f0", "f10", "f11", "f1", "f2", "f4", "f3", "f5", "f7", "f6", "f17", "f18"]
+    with ModelServer() as server:
+        env = {"REGEN_GENERATORS": json.dumps(server.generator("local", calls_per_minute=limit)),
+               "REGEN_GENERATION_CONCURRENCY": "5", "REGEN_RENDER_PROCESSES": "1"}
+        workers = [start_worker(REGEN_STATE_DIR=str(tmp_path / f"state{n}"), REGEN_WEB_PORT=str(free_port()), **env)
+                   for n in range(2)]
+        settings, bootstrap = workers[0].settings, workers[0].env["KAFKA_BOOTSTRAP_SERVERS"]
+        run(publish_all(settings, bootstrap, [ask(t, f"shared limit {t}") for t in targets]))
+        done = run(wait_for(settings, bootstrap, lambda c: c.target.id, set(targets), timeout=150))
+        assert all(isinstance(c, ImageGenerated) for c in done.values()), done
+
+    starts = sorted(c.started_at for c in server.calls)
+    assert len(starts) == len(targets)
+    for i, start in enumerate(starts):
+        assert sum(1 for s in starts[i:] if s < start + 60) <= limit, starts
+    assert starts[limit] - starts[0] < 62, starts
+    for worker in workers:  # both called: the limit was shared, not held by one
+        assert "generator local for generated:" in worker.log.read_text(errors="replace"), worker.tail()
