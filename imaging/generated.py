@@ -59,6 +59,9 @@ class GeneratedTask:
     image_store: Path
     limits: Limits = Limits()
     force: bool = False
+    # A worker's stored answer that proves undecodable is removed (asking
+    # again calls the model); a file a person named offline never is.
+    forget_bad_answer: bool = True
 
 
 def run_generated_task(task: GeneratedTask) -> RenderOutcome:
@@ -78,7 +81,7 @@ def run_generated_task(task: GeneratedTask) -> RenderOutcome:
     try:
         image = encode(thumbnail_image(data, variant, task.limits, "the model's answer"), variant)
     except ImagingError as e:
-        if e.permanent:
+        if e.permanent and task.forget_bad_answer:
             # Garbage stays garbage: forget it, so asking again (a forced
             # request) calls the model instead of reading it once more.
             with contextlib.suppress(OSError):

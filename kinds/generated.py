@@ -117,7 +117,7 @@ class Generated(Kind[GenerationState]):
 
         return run_generated_task, GeneratedTask(answer_uri=source.name, answers_root=source.parent,
                                                  variant=variant, image_store=store, limits=settings.limits(),
-                                                 force=True)
+                                                 force=True, forget_bad_answer=False)
 
     def example_source(self, media: Path, target_id: str, revision: int) -> Event:
         # Nothing to write: the image comes from the generator named

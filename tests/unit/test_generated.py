@@ -259,3 +259,24 @@ def test_a_call_sends_the_token_and_gets_the_drawing():
         with pytest.raises(CallFailed, match="REGEN_UNIT_MODEL_TOKEN is not set"):
             asyncio.run(call(None))
         assert [c.status for c in server.calls] == [200, 401]
+
+
+def test_an_undecodable_answer_is_forgotten_but_a_file_named_offline_is_kept(tmp_path):
+    from regen.imaging.errors import CorruptImage
+    from regen.imaging.generated import GeneratedTask, run_generated_task
+
+    answers = tmp_path / "answers"
+    (answers / "ab").mkdir(parents=True)
+    stored = answers / "ab" / "abcd"
+    stored.write_bytes(b"no image at all")
+    with pytest.raises(CorruptImage):
+        run_generated_task(GeneratedTask("ab/abcd", answers, "h200.jpg", tmp_path / "store"))
+    assert not stored.exists()  # asking again calls the model
+
+    named = tmp_path / "mine.png"
+    named.write_bytes(b"no image either")
+    kind = Generated()
+    fn, task = kind.offline_call(named, tmp_path / "store", "h200.jpg", Settings(), {})
+    with pytest.raises(CorruptImage):
+        fn(task)
+    assert named.read_bytes() == b"no image either"
