@@ -52,6 +52,8 @@ class WorkerContext:
     batches: BatchTracker | None = None  # set by register_progress
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(default_factory=Activity)
+    # What a kind that calls out borrows for gather_input (agents/generation.py); set by register_render.
+    services: Any = None
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

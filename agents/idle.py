@@ -19,11 +19,11 @@ import logging
 import time
 
 from regen.agents.context import WorkerContext
+from regen.agents.job_lanes import lane_topic
 from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
 from regen.projections.state import JobState
 from regen.streams.codec import now_iso
-from regen.streams.topics import RENDER_BACKGROUND
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def schedule_idle(ctx: WorkerContext) -> None:
             existing = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
             if existing is not None and existing.status != "superseded":
                 continue  # a request got there first: it is queued, rendering or done
-            await ctx.emit(RENDER_BACKGROUND, job)
+            await ctx.emit(lane_topic(job), job)
             log.info("%s %s idle for %.1f s: %s of revision %d queued", kind.noun, target_id,
                      ctx.settings.idle_delay, kind.name, revision)
 

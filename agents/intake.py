@@ -20,6 +20,7 @@ from pathlib import Path
 from regen.agents.context import WorkerContext
 from regen.agents.groups import announce_members
 from regen.agents.handling import as_current_event, handle_message, register_event_agent
+from regen.agents.job_lanes import lane_topic
 from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.imaging.store import output_problem
 from regen.imaging.variants import from_another_definition
@@ -34,8 +35,6 @@ from regen.streams.codec import now_iso
 from regen.streams.topics import (
     IMAGES_REQUESTED,
     IMAGES_RESULTS,
-    RENDER_BACKGROUND,
-    RENDER_INTERACTIVE,
     TOPIC_FOR_EVENT,
 )
 
@@ -90,7 +89,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
         after, jobs = _queue_standing(ctx, kind, after, at)
         ctx.put_state(kind, target_id, after)
         for job in jobs:
-            await ctx.emit(RENDER_BACKGROUND, job)
+            await ctx.emit(lane_topic(job), job)
         log.info("%s %s revision %d: %d %s job(s) queued", kind.noun, target_id, kind.revision(after),
                  len(jobs), kind.name)
     for announcement in kind.announcements(before, after):
@@ -152,7 +151,7 @@ async def on_image_requested(ctx: WorkerContext, event: ImageRequested, rechecks
         log.info("request %s joins job %s (%s)", event.request_id, job.job_id, current.status)
         return  # the job in flight names this request_id when it completes
     ctx.put_state(kind, target.id, kind.queued(state, job, at))
-    await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
+    await ctx.emit(lane_topic(job), job)
 
 
 async def _answer_from_store(ctx: WorkerContext, job: JobState, event: ImageRequested, at: str):

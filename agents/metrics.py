@@ -60,6 +60,16 @@ class Metrics:
                                 "for REGEN_STUCK_AFTER", registry=self.registry)
         self.stuck_groups = Gauge("regen_stuck_groups", "Unfinished groups in this worker's partitions with no "
                                   "member changing for REGEN_GROUP_STUCK_AFTER", registry=self.registry)
+        # Per generator (a handful, configured) and outcome: ok, timeout,
+        # rate_limited, server_error, refused, unreachable, bad_response, cancelled.
+        self.generator_calls = Counter("regen_generator_calls", "Calls to an image model, by generator and outcome",
+                                       ["generator", "outcome"], registry=self.registry)
+        self.generator_seconds = Histogram("regen_generator_seconds", "Latency of calls to an image model, by "
+                                           "generator and outcome", ["generator", "outcome"],
+                                           buckets=RENDER_BUCKETS, registry=self.registry)
+        self.generator_cost = Counter("regen_generator_cost", "Cost of calls to an image model (cost_per_call "
+                                      "of REGEN_GENERATORS for each call), by generator and outcome",
+                                      ["generator", "outcome"], registry=self.registry)
         self.read_errors = Counter("regen_metrics_read_errors", "Scrapes that left a gauge out because reading it "
                                    "failed, by gauge", ["gauge"], registry=self.registry)
 

@@ -32,12 +32,15 @@ from aiokafka.errors import KafkaError
 from regen.agents.context import WorkerContext
 from regen.agents.deadletter import send_to_deadletter
 from regen.agents.faults import HangIf, SwapAfterOpen
+from regen.agents.generation import GenerationServices
+from regen.agents.generation_lane import GenerationFollower
 from regen.agents.handling import as_current_event, register_event_agent
+from regen.agents.job_lanes import lane_topic
 from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
 from regen.agents.render_pool import TaskFailed, TaskTimedOut, WorkerDied
 from regen.imaging.render import RenderOutcome
 from regen.kinds import KINDS
-from regen.kinds.base import Completion
+from regen.kinds.base import Completion, GatherFailed
 from regen.projections import folds
 from regen.projections.planning import generated_event, stored_outcome
 from regen.projections.state import JobState
@@ -45,7 +48,14 @@ from regen.schemas.events import Event, FailureReason, ImageFailed, ImageGenerat
 from regen.schemas.jobs import RenderJob
 from regen.streams.codec import decode, now_iso
 from regen.streams.exceptions import PoisonEvent
-from regen.streams.topics import IMAGES_RESULTS, RENDER_BACKGROUND, RENDER_INTERACTIVE, RENDER_RETRY, TopicSpec
+from regen.streams.topics import (
+    IMAGES_RESULTS,
+    RENDER_BACKGROUND,
+    RENDER_GENERATION,
+    RENDER_INTERACTIVE,
+    RENDER_RETRY,
+    TopicSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +68,17 @@ SLOW_BATCH_GRACE_S = 30.0
 
 def register_render(ctx: WorkerContext, bootstrap: str) -> list[PartitionFollower]:
     """Each lane read by a consumer of its own (agents/lanes.py); retries
-    wait out their delay in an agent of their own."""
+    wait out their delay in an agent of their own. Jobs that call an image
+    model first have a lane of their own with several jobs in flight
+    (agents/generation_lane.py). Returns the interactive and background lanes."""
     lanes = [PartitionFollower(ctx, spec, bootstrap, render_batch, name=spec.suffix.rsplit(".", 1)[1],
                                batch_size=ctx.settings.render_batch_size)
              for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND)]
-    start_followers(ctx, lanes)
+    services = ctx.services = GenerationServices(ctx.settings, ctx.metrics)
+    generation = GenerationFollower(ctx, RENDER_GENERATION, bootstrap, render_batch, name="generation",
+                                    concurrency=ctx.settings.generation_concurrency, on_share=services.set_share)
+    start_followers(ctx, [*lanes, generation])
+    ctx.app.before_stopping.append(services.close)  # type: ignore[attr-defined]  # RegenApp's; after the lanes'
     register_event_agent(ctx, RENDER_RETRY, "render-retry", forward_when_due)
     return lanes
 
@@ -208,17 +224,28 @@ class Retry:
 
 async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]) -> Completion | Retry:
     settings = ctx.settings
-    fn, task = KINDS[job.target.kind].render_call(job, settings)
+    kind = KINDS[job.target.kind]
     final_reason: FailureReason  # set by whichever retriable failure happens
-    if settings.fault_hang_pattern:
-        fn = HangIf(settings.fault_hang_pattern, fn)
-    if settings.fault_swap_to:
-        fn = SwapAfterOpen(settings.fault_swap_to, fn)
+    retry_after: float | None = None
     try:
+        if kind.calls_out:
+            stages[job.job_id] = "waiting for its generator"
+            await kind.gather_input(job, settings, ctx.services)  # I/O on the loop, never in a render process
+            stages[job.job_id] = "waiting for a render process"
+        fn, task = kind.render_call(job, settings)
+        if settings.fault_hang_pattern:
+            fn = HangIf(settings.fault_hang_pattern, fn)
+        if settings.fault_swap_to:
+            fn = SwapAfterOpen(settings.fault_swap_to, fn)
         with ctx.metrics.render_seconds.labels(job.target.kind).time():
             outcome: RenderOutcome = await ctx.pool.run(fn, task, lane=job.lane,
                                                         on_start=lambda: stages.__setitem__(job.job_id, "rendering"))
         return generated_event(job, outcome, Path(ctx.settings.image_store), job.attempt, now_iso())
+    except GatherFailed as e:
+        if e.permanent:
+            return _failed(job, "permanent", e.code, e.message, job.attempt)
+        code, message, final_reason = e.code, e.message, "timeout" if e.timeout else "exhausted"
+        retry_after = e.retry_after
     except TaskFailed as e:
         if e.permanent:
             return _failed(job, "permanent", e.code, e.message, job.attempt)  # no retry can help
@@ -235,7 +262,8 @@ async def _render_one(ctx: WorkerContext, job: RenderJob, stages: dict[str, str]
         code, message, final_reason = "worker_died", str(e), "exhausted"
     if job.attempt >= settings.max_attempts:
         return _failed(job, final_reason, code, f"{message} (after {job.attempt} attempts)", job.attempt)
-    delay = retry_delay(settings, job.attempt)
+    # A service's Retry-After is honoured (agents/http_generator.py bounds it).
+    delay = max(retry_delay(settings, job.attempt), retry_after or 0.0)
     log.info("job %s attempt %d failed (%s); retry in %.1f s", job.job_id, job.attempt, message, delay)
     return Retry(replace(job, attempt=job.attempt + 1, not_before=time.time() + delay, last_error=message),
                  code, message)
@@ -254,7 +282,7 @@ async def forward_when_due(ctx: WorkerContext, job: RenderJob) -> None:
     wait = (job.not_before or 0) - time.time()
     if wait > 0:
         await asyncio.sleep(min(wait, ctx.settings.retry_max_delay * 1.5))
-    await ctx.emit(RENDER_INTERACTIVE if job.lane == "interactive" else RENDER_BACKGROUND, job)
+    await ctx.emit(lane_topic(job), job)
 
 
 def _failed(job: RenderJob, reason: FailureReason, code: str, message: str, attempt: int) -> ImageFailed:

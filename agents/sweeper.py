@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from regen.agents.context import WorkerContext
+from regen.agents.job_lanes import lane_topic
 from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
 from regen.projections.state import JobState, VideoState
@@ -24,7 +25,7 @@ from regen.projections.sweeping import epoch, stuck_jobs, stuck_since, videos_ov
 from regen.schemas.events import Stuck
 from regen.schemas.jobs import Lane
 from regen.streams.codec import now_iso
-from regen.streams.topics import ALERTS, RENDER_BACKGROUND, RENDER_INTERACTIVE
+from regen.streams.topics import ALERTS
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ async def sweep(ctx: WorkerContext, memory: SweeperMemory) -> None:
         memory.resent[job.job_id] = now
         log.warning("job %s has been %s since %s: sending it again", job.job_id, job.status,
                     job.started_at if job.status == "running" else job.updated_at)
-        await ctx.emit(RENDER_INTERACTIVE if again.lane == "interactive" else RENDER_BACKGROUND, again)
+        await ctx.emit(lane_topic(again), again)
     videos = (video for video in (VideoState.from_dict(v) for v in ctx.tables.videos.values()) if video is not None)
     over = {v.video_id: v.pending for v in videos_over(videos, ctx.settings.pending_warn_threshold)}
     for video_id, pending in over.items():

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from regen.kinds.base import Kind
 from regen.kinds.composite import Composite
+from regen.kinds.generated import Generated
 from regen.kinds.overlay import Overlay
 from regen.kinds.thumbnail import Thumbnail
 from regen.schemas.events import Event
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (Thumbnail(), Composite(), Overlay())}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (Thumbnail(), Composite(), Overlay(), Generated())}
 
 
 class UnknownKind(KeyError):

@@ -59,6 +59,20 @@ class UnrenderedOutput:
     problem: Literal["not rendered", "failed"]
 
 
+class GatherFailed(Exception):
+    """``gather_input`` could not get what the render needs. ``permanent``:
+    no retry can help (the service refused the request); otherwise the job
+    is retried, not before ``retry_after`` seconds if the service said so.
+    ``timeout`` marks a call abandoned at its time limit (its job fails with
+    reason "timeout" once attempts run out)."""
+
+    def __init__(self, code: str, message: str, *, permanent: bool, retry_after: float | None = None,
+                 timeout: bool = False) -> None:
+        super().__init__(message)
+        self.code, self.message, self.permanent = code, message, permanent
+        self.retry_after, self.timeout = retry_after, timeout
+
+
 class Kind(ABC, Generic[State]):
     """One kind of derived image. Subclasses set the class attributes and
     implement the abstract methods; the defaults suit a kind whose state
@@ -75,6 +89,10 @@ class Kind(ABC, Generic[State]):
     # (imports); "when idle": once nobody has changed the source for
     # REGEN_IDLE_DELAY (a hundred quick boundary edits give one render).
     schedule: ClassVar[Schedule]
+    # True for a kind whose render first waits on a service outside regen
+    # (gather_input; an image model, up to a minute): its jobs travel on a
+    # lane of their own, render.generation, so they never hold up the others.
+    calls_out: ClassVar[bool] = False
 
     # --- state ---------------------------------------------------------------
 
@@ -119,6 +137,14 @@ class Kind(ABC, Generic[State]):
     @abstractmethod
     def render_call(self, job: RenderJob, settings: Settings) -> RenderCall:
         """The function and picklable task a render process runs for ``job``."""
+
+    async def gather_input(self, job: RenderJob, settings: Settings, services: Any) -> None:
+        """I/O outside regen a render needs before its task can run, awaited
+        on the worker's event loop (never CPU work): an image model's answer,
+        left where ``render_call``'s task reads it. ``services`` is what the
+        worker lends for it (agents/generation.py). Raises GatherFailed.
+        Default: nothing to gather."""
+        return None
 
     # --- completions -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from regen.generator_config import GeneratorConfig, describe_generators, parse_generators
 from regen.streams.exceptions import ConfigError
 
 DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".regen"
@@ -79,6 +80,9 @@ ENVIRONMENT: dict[str, str] = {
     "webhook_progress_interval": "REGEN_WEBHOOK_PROGRESS_INTERVAL",
     "webhook_retries": "REGEN_WEBHOOK_RETRIES",
     "webhook_timeout": "REGEN_WEBHOOK_TIMEOUT",
+    "generators": "REGEN_GENERATORS",
+    "generated_variants": "REGEN_GENERATED_VARIANTS",
+    "generation_concurrency": "REGEN_GENERATION_CONCURRENCY",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
@@ -205,6 +209,12 @@ class Settings:
     webhook_progress_interval: float = 5.0  # at most one progress post per group this often
     webhook_retries: int = 3  # after the first attempt, with backoff; then a dead letter
     webhook_timeout: float = 10.0
+    # Image models a GenerationRequested may name (JSON, see regen/generator_config.py).
+    generators: tuple[GeneratorConfig, ...] = ()
+    # Variants every generated image is rendered into; empty: the first of REGEN_VARIANTS.
+    generated_variants: tuple[str, ...] = ()
+    # Generation jobs one worker has in flight at once (each mostly waits on its model call).
+    generation_concurrency: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -274,6 +284,12 @@ class Settings:
             if odd:
                 raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
         self._validate_groups_and_webhooks()
+        if not 1 <= self.generation_concurrency <= 1000:
+            raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
+        odd = [v for v in self.generated_variants if v not in self.variants]
+        if odd:
+            raise ConfigError(f"{ENVIRONMENT['generated_variants']} names {', '.join(odd)}, which "
+                              f"{ENVIRONMENT['variants']} does not configure ({', '.join(self.variants)})")
         unknown = [v for v in self.pregenerate_variants if v not in self.variants]
         if unknown:
             raise ConfigError(
@@ -412,6 +428,9 @@ class Settings:
                       composite_pixels=self.composite_pixel_budget, decode_seconds=self.decode_budget,
                       image_formats=self.image_formats, video_containers=self.video_containers)
 
+    def generator(self, name: str) -> GeneratorConfig | None:
+        return next((g for g in self.generators if g.name == name), None)
+
     def topic(self, suffix: str) -> str:
         return f"{self.topic_prefix}.{suffix}"
 
@@ -422,6 +441,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_SETTINGS:
                 shown = "********" if value else "(not set)"
+            elif f.name == "generators":
+                shown = describe_generators(value)  # names of the secrets' variables, never their values
             elif isinstance(value, tuple):
                 separator = os.pathsep if f.name == "media_roots" else ";" if f.name == "presets" else ","
                 shown = separator.join(str(v) for v in value)
@@ -473,6 +494,8 @@ def is_loopback(host: str) -> bool:
 
 def _parse(setting: str, env_name: str, raw: str, default: object) -> object:
     try:
+        if setting == "generators":
+            return parse_generators(raw)
         if setting == "media_roots":
             return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p)
         if setting == "presets":  # a definition holds commas: presets are separated by ';'

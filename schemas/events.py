@@ -343,6 +343,32 @@ class SegmentationChanged(Event):
         return segmentation_problem(self.polygons, self.colors)
 
 
+# A prompt is text for a model, not a document: 8000 characters is more than any model takes.
+PromptText = Annotated[str, Length(8000, 1)]
+GeneratorName = Annotated[str, Length(64, 1), Pattern(r"^[A-Za-z0-9._-]+$")]
+
+
+@dataclass(frozen=True)
+class GenerationRequested(Event):
+    """Generate the image of target ``target_id`` from a prompt with a configured
+    generator (kinds/generated.py). A higher revision supersedes the target's
+    older one; the same or a lower revision changes nothing."""
+
+    ce_type: ClassVar[str] = "dev.regen.GenerationRequested.v1"
+    target_id: Id
+    revision: Annotated[int, Range(1, INT32_MAX)]
+    generator: GeneratorName
+    prompt: PromptText
+    # Flat JSON object of strings, numbers, booleans or nulls (the JSON Schema
+    # says so), filled into the generator's request template.
+    parameters: dict = field(default_factory=dict)
+    group_id: Id | None = None  # the case this image belongs to (group progress)
+
+    @property
+    def key(self) -> str:
+        return self.target_id
+
+
 PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed, SegmentationChanged,
-                 GroupDeclared, GroupProgress, GroupFinished, Stuck)
+                 GenerationRequested, GroupDeclared, GroupProgress, GroupFinished, Stuck)
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in PUBLIC_EVENTS}

@@ -52,6 +52,18 @@ The render lanes and requests (:func:`commit_positions`)
     offset, never from the consumer's in-memory position, so records fetched
     but not rendered are never passed over.
 
+The generation lane (:class:`InFlight`)
+
+11. The generation lane keeps several records in flight at once, each
+    handled on its own, and fetches the next as soon as one is done: a model
+    call of a minute must not hold up the four others of a batch. A
+    partition's offset is committed only past records that are done, and
+    done in an unbroken run from the committed offset: a record finished
+    after a slower one before it waits for that one (rule 8, record by
+    record). Rules 9 and 10 hold as for the lanes: on a revocation, or when
+    the partitions to read change, the lane fetches nothing more, lets the
+    records in flight finish, commits, and only then reassigns.
+
 At-least-once, never at-most-once: every handler in regen is idempotent.
 """
 
@@ -132,3 +144,42 @@ def lane_partitions(actives: Iterable[tuple[str, int]], jobs_changelog: str) -> 
     """Rule 7: the lane partitions a worker reads are the numbers of the
     ``jobs`` changelog partitions it owns as active (not as standby)."""
     return frozenset(partition for topic, partition in actives if topic == jobs_changelog)
+
+
+@dataclass
+class InFlight:
+    """Rule 11 as bookkeeping: records started and done, per partition, and
+    the offset each partition may commit."""
+
+    started_offsets: dict[int, list[int]] = field(default_factory=dict)  # partition -> offsets in flight, ascending
+    done_offsets: dict[int, set[int]] = field(default_factory=dict)
+
+    def started(self, partition: int, offset: int) -> None:
+        self.started_offsets.setdefault(partition, []).append(offset)
+        self.started_offsets[partition].sort()
+
+    def done(self, partition: int, offset: int) -> None:
+        self.done_offsets.setdefault(partition, set()).add(offset)
+
+    def __len__(self) -> int:
+        return sum(len(offsets) for offsets in self.started_offsets.values()) - \
+            sum(len(offsets) for offsets in self.done_offsets.values())
+
+    def committable(self) -> dict[int, int]:
+        """Per partition whose unbroken run of done records grew: the offset
+        to commit (the one after the run). Forgets those records."""
+        positions: dict[int, int] = {}
+        for partition, offsets in self.started_offsets.items():
+            done = self.done_offsets.get(partition, set())
+            run = 0
+            while run < len(offsets) and offsets[run] in done:
+                done.discard(offsets[run])
+                run += 1
+            if run:
+                positions[partition] = offsets[run - 1] + 1
+                del offsets[:run]
+        return positions
+
+    def clear(self) -> None:
+        self.started_offsets.clear()
+        self.done_offsets.clear()

@@ -16,6 +16,7 @@ from regen.schemas.events import (
     AssetImported,
     BoundaryChanged,
     Event,
+    GenerationRequested,
     GroupDeclared,
     GroupFinished,
     GroupProgress,
@@ -49,9 +50,15 @@ BOUNDARIES_CHANGED = TopicSpec("annotations.boundaries", (BoundaryChanged,),
 SEGMENTATIONS_CHANGED = TopicSpec("segmentations.changed", (SegmentationChanged,),
                                   description="SegmentationChanged from publishers")
 IMAGES_REQUESTED = TopicSpec("images.requested", (ImageRequested,), description="ImageRequested from publishers")
+GENERATIONS_REQUESTED = TopicSpec("generations.requested", (GenerationRequested,),
+                                  description="GenerationRequested from publishers")
 IMAGES_RESULTS = TopicSpec("images.results", (ImageGenerated, ImageFailed), description="ImageGenerated / ImageFailed")
 RENDER_INTERACTIVE = TopicSpec("render.interactive", (RenderJob,), WEEK_MS, "render jobs someone waits for")
 RENDER_BACKGROUND = TopicSpec("render.background", (RenderJob,), WEEK_MS, "pre-generation and idle composites")
+# Jobs whose render first waits on a call outside regen (an image model, up
+# to a minute): a lane of their own, read with several jobs in flight, so
+# they never hold up the interactive or background lane (agents/generation_lane.py).
+RENDER_GENERATION = TopicSpec("render.generation", (RenderJob,), WEEK_MS, "jobs waiting on an external image model")
 RENDER_RETRY = TopicSpec("render.retry", (RenderJob,), WEEK_MS, "jobs waiting out a retry delay")
 ANNOTATIONS_DIRTY = TopicSpec("annotations.dirty", (DirtyFlag,), description="dirty flag flips, keyed by video")
 BATCH_PROGRESS = TopicSpec("batches.progress", (BatchShard,), WEEK_MS,
@@ -72,6 +79,7 @@ ALL_TOPICS = (
     IMAGES_RESULTS,
     RENDER_INTERACTIVE,
     RENDER_BACKGROUND,
+    RENDER_GENERATION,
     RENDER_RETRY,
     ANNOTATIONS_DIRTY,
     BATCH_PROGRESS,
@@ -81,8 +89,9 @@ ALL_TOPICS = (
     ALERTS,
     DEADLETTER,
     SEGMENTATIONS_CHANGED,
+    GENERATIONS_REQUESTED,
 )
-SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED)
+SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED, GENERATIONS_REQUESTED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     AssetImported: ASSETS_IMPORTED,
     BoundaryChanged: BOUNDARIES_CHANGED,
@@ -98,6 +107,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     GroupFinished: GROUP_PROGRESS,
     Stuck: ALERTS,
     SegmentationChanged: SEGMENTATIONS_CHANGED,
+    GenerationRequested: GENERATIONS_REQUESTED,
 }
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from regen.schemas.events import (
     AssetImported,
     BoundaryChanged,
+    GenerationRequested,
     GroupDeclared,
     GroupFinished,
     GroupProgress,
@@ -54,6 +55,8 @@ VALID = {
         "a1", 2, "photos/x.jpg", (Polygon("cell", ((0.0, 0.0), (10.5, 0.0), (5.0, 8.0)),
                                           (((4.0, 2.0), (6.0, 2.0), (5.0, 4.0)),)),),
         source_sha256=SHA, colors={"cell": "#ff000080"}),
+    GenerationRequested: GenerationRequested("g1", 2, "local", "a red kite", {"width": 512, "style": None},
+                                             group_id="case-7"),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]

@@ -2,10 +2,15 @@
 broker): its source event plans a job, the job renders in the pool's task
 function, the completion folds back, a replay skips the intact output,
 repair finds it once deleted, and a newer revision supersedes the older job.
-A new kind registered in regen.kinds runs this suite with nothing added."""
+A new kind registered in regen.kinds runs this suite with nothing added.
+
+A kind that calls out (``calls_out``: an image model) gathers its input
+first, from a real local model server (tests/model_server.py) configured as
+the generator named "example", through the worker's own services."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from functools import partial
@@ -22,6 +27,7 @@ from regen.projections.repair import find_damage
 from regen.projections.replay import ReplayItem, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, Target
 from regen.settings import Settings
+from tests.model_server import ModelServer
 
 AT = "2026-01-01T00:00:00Z"
 
@@ -31,12 +37,38 @@ def kind(request) -> Kind:
     return KINDS[request.param]
 
 
+@pytest.fixture(scope="module")
+def model_server():
+    with ModelServer() as server:
+        yield server
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, model_server: ModelServer) -> Settings:
     media = tmp_path / "media"
     media.mkdir()
-    return Settings(media_roots=(media,), image_store=tmp_path / "store", state_dir=tmp_path / "state",
-                    render_processes=1)
+    generators = json.dumps(model_server.generator("example"))
+    return Settings.from_env({"REGEN_GENERATORS": generators}, media_roots=(media,), image_store=tmp_path / "store",
+                             state_dir=tmp_path / "state", render_processes=1)
+
+
+def gather(kind: Kind, job, settings: Settings) -> None:
+    """What the render agent awaits before a render (agents/render.py)."""
+    if not kind.calls_out:
+        return
+
+    async def run() -> None:
+        from regen.agents.generation import GenerationServices
+        from regen.agents.metrics import Metrics
+
+        services = GenerationServices(settings, Metrics())
+        services.set_share(1, 1)
+        try:
+            await kind.gather_input(job, settings, services)
+        finally:
+            await services.close()
+
+    asyncio.run(run())
 
 
 def rows_of(kind: Kind, target_id: str, state) -> dict[str, dict[str, dict]]:
@@ -63,6 +95,7 @@ def test_plan_render_fold_replay_repair_supersede(kind: Kind, settings: Settings
     assert not kind.superseded(state, job)
 
     # Render: a picklable task (it crosses to a render process) whose output is in the store.
+    gather(kind, job, settings)
     fn, task = pickle.loads(pickle.dumps(kind.render_call(job, settings)))
     outcome = fn(task)
     assert outcome.path.is_file() and outcome.path.is_relative_to(store)
