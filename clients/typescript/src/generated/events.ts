@@ -32,6 +32,20 @@ export interface BoundaryChanged {
   crop?: [number, number, number, number] | null
 }
 
+/** Generate the image of a target from a prompt with a configured generator (REGEN_GENERATORS). A higher revision supersedes the target's older one; the same or a lower revision changes nothing. Key: target_id. */
+export interface GenerationRequested {
+  target_id: string
+  /** increases with every new prompt or parameters for this target */
+  revision: number
+  /** a generator name configured in REGEN_GENERATORS */
+  generator: string
+  prompt: string
+  /** filled into the generator's request template ({parameters} or {parameters.NAME}) */
+  parameters?: Record<string, unknown>
+  /** the case (group) this image belongs to */
+  group_id?: string | null
+}
+
 /** A set of targets followed as one. Optional: a group exists once a source event names it; declaring it adds the expected total and a webhook of its own. Key: group_id. */
 export interface GroupDeclared {
   group_id: string
@@ -162,13 +176,14 @@ export interface Stuck {
   at: string
 }
 
-/** The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset. */
-export type TargetKind = "thumbnail" | "composite" | "overlay"
+/** The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset, generated image of a generation target. */
+export type TargetKind = "thumbnail" | "composite" | "overlay" | "generated"
 
 /** Every event regen's topics carry, by name. */
 export interface EventsByName {
   AssetImported: AssetImported
   BoundaryChanged: BoundaryChanged
+  GenerationRequested: GenerationRequested
   GroupDeclared: GroupDeclared
   GroupFinished: GroupFinished
   GroupProgress: GroupProgress
@@ -182,7 +197,7 @@ export interface EventsByName {
 export type EventName = keyof EventsByName
 
 /** The events publishers outside regen send (regen writes the others). */
-export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GroupDeclared" | "ImageRequested" | "SegmentationChanged"
+export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GenerationRequested" | "GroupDeclared" | "ImageRequested" | "SegmentationChanged"
 
 /** What the results topic carries: the answer to an ImageRequested. */
 export type Completion = ImageFailed | ImageGenerated
@@ -216,6 +231,15 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
       "annotation_id"
     ],
     "schemaId": "https://regen.dev/schemas/BoundaryChanged.json",
+    "publishedByOthers": true
+  },
+  "GenerationRequested": {
+    "ceType": "dev.regen.GenerationRequested.v1",
+    "topic": "generations.requested",
+    "key": [
+      "target_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/GenerationRequested.json",
     "publishedByOthers": true
   },
   "GroupDeclared": {
@@ -447,6 +471,78 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "minItems": 4,
         "maxItems": 4,
         "description": "x, y, width, height"
+      }
+    },
+    "$defs": {
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
+  "https://regen.dev/schemas/GenerationRequested.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/GenerationRequested.json",
+    "title": "GenerationRequested",
+    "description": "Generate the image of a target from a prompt with a configured generator (REGEN_GENERATORS). A higher revision supersedes the target's older one; the same or a lower revision changes nothing. Key: target_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "target_id",
+      "revision",
+      "generator",
+      "prompt"
+    ],
+    "properties": {
+      "target_id": {
+        "$ref": "#/$defs/id"
+      },
+      "revision": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 2147483647,
+        "description": "increases with every new prompt or parameters for this target"
+      },
+      "generator": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "pattern": "^[A-Za-z0-9._-]+$",
+        "description": "a generator name configured in REGEN_GENERATORS"
+      },
+      "prompt": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 8000
+      },
+      "parameters": {
+        "type": "object",
+        "maxProperties": 64,
+        "propertyNames": {
+          "maxLength": 64
+        },
+        "additionalProperties": {
+          "type": [
+            "string",
+            "number",
+            "boolean",
+            "null"
+          ],
+          "maxLength": 1000
+        },
+        "description": "filled into the generator's request template ({parameters} or {parameters.NAME})"
+      },
+      "group_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$",
+        "description": "the case (group) this image belongs to"
       }
     },
     "$defs": {
@@ -1209,12 +1305,13 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://regen.dev/schemas/TargetKind.json",
     "title": "TargetKind",
-    "description": "The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset.",
+    "description": "The kinds of image regen renders: one per module in kinds/, registered in kinds/__init__.py (a test keeps this list and the registry equal). A target is a kind and an id: thumbnail of an asset, composite of an annotation, overlay of a segmented asset, generated image of a generation target.",
     "type": "string",
     "enum": [
       "thumbnail",
       "composite",
-      "overlay"
+      "overlay",
+      "generated"
     ]
   }
 }
