@@ -1,7 +1,7 @@
 """A case of generated images: wall time against the ideal.
 
 Through a real broker and one `regen worker` (REGEN_GENERATION_CONCURRENCY=5)
-calling a local model server (tests/model_server.py) that answers each call
+calling a local model server (cli/stand_in_model.py) that answers each call
 after 2 s: a case of 14 GenerationRequested events (one group), timed from
 publishing them to the last completion. Five at a time, the ideal is
 ceil(14 / 5) = 3 rounds of 2 s = 6 s; the target is at most 1.2 x that.
@@ -26,11 +26,11 @@ import uuid
 from pathlib import Path
 
 from bench.harness import broker, worker
+from regen.cli.stand_in_model import ModelServer
 from regen.schemas.events import GenerationRequested, ImageGenerated
 from regen.settings import Settings
 from regen.streams.publisher import Publisher
 from regen.streams.results import wait_for
-from tests.model_server import ModelServer
 
 
 async def case(settings: Settings, bootstrap: str, images: int, delay: float, tag: str,

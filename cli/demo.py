@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import click
+import orjson
 from tqdm import tqdm
 
 from regen.cli import format as fmt
@@ -34,6 +35,8 @@ from regen.streams.results import wait_for
 WORKER_READY_TIMEOUT_S = 60.0
 # Thumbnails of the samples take a second or two; a user's folder may be large.
 PER_IMAGE_TIMEOUT_S = 5.0
+# The name the demo gives its stand-in image model in REGEN_GENERATORS.
+DEMO_GENERATOR = "stand-in"
 
 
 def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> None:
@@ -58,8 +61,19 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
     bootstrap = bootstrap_servers(settings)
 
     log_path = settings.state_dir / "demo-worker.log"
+    extra_env: dict[str, str] = {}
+    model = None
+    if not settings.generators:
+        from regen.cli.stand_in_model import ModelServer
+
+        # A stand-in, not a model: it answers each prompt with a flat colour
+        # after 0.5 s, so the demo shows a generated case without a real endpoint.
+        model = ModelServer(delay=0.5).start()
+        extra_env[ENVIRONMENT["generators"]] = orjson.dumps(model.generator(DEMO_GENERATOR)).decode()
+        say(f"started a stand-in image model at {model.url} (a local server drawing a colour per prompt, "
+            f"not a real model endpoint; set {ENVIRONMENT['generators']} to use yours)")
     say(f"starting a worker (HTTP on port {settings.web_port}, log {log_path})")
-    worker = _start_worker(settings, log_path)
+    worker = _start_worker(settings, log_path, extra_env)
     try:
         _wait_for_health(settings, worker, log_path)
         batch_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -77,7 +91,11 @@ def run_demo(settings: Settings, folder: Path | None, keep_running: bool) -> Non
         photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))[:4]
         if photos:
             _overlay_demo(settings, bootstrap, folder, photos, say)
+        generator = DEMO_GENERATOR if model is not None else settings.generators[0].name
+        _generated_case_demo(settings, bootstrap, generator, say)
     finally:
+        if model is not None and not keep_running:
+            model.stop()
         if keep_running:
             say(f"left running: worker pid {worker.pid}, dashboard http://{settings.web_host}:{settings.web_port}"
                 f"/dashboard. Stop with `kill {worker.pid}` and `regen broker stop`.")
@@ -256,8 +274,50 @@ def _overlay_demo(settings: Settings, bootstrap: str, folder: Path, photos: list
     click.echo(f"Overlays are under {settings.image_store / 'overlays'}")
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ)
+def _generated_case_demo(settings: Settings, bootstrap: str, generator: str, say) -> None:
+    """A case of 14 images generated from prompts (10 evidence, 4 locations),
+    followed as one group until it finishes."""
+    from regen.cli.main import _get
+    from regen.schemas.events import GenerationRequested, GroupDeclared
+    from regen.streams.codec import now_iso
+    from regen.streams.publisher import Publisher
+
+    case = f"demo-case-{time.strftime('%H%M%S')}"
+    prompts = [f"evidence {n}: a {thing} on a desk" for n, thing in enumerate(
+        ("torn letter", "pocket watch", "muddy boot", "train ticket", "broken vase", "key ring", "red scarf",
+         "ink bottle", "photograph", "glove"))] + \
+        [f"location {n}: {place}" for n, place in enumerate(("a harbour at dusk", "a library", "a station",
+                                                              "a garden"))]
+    variants = settings.generated_variants or settings.variants[:1]
+    events: list = [GroupDeclared(case, now_iso(), total=len(prompts) * len(variants), label="a generated case")]
+    events += [GenerationRequested(target_id=f"{case}-{n}", revision=1, generator=generator, prompt=prompt,
+                                   parameters={"width": 768, "height": 512}, group_id=case)
+               for n, prompt in enumerate(prompts)]
+
+    async def publish() -> None:
+        async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
+            await publisher.publish_many(events)
+
+    say(f"publishing {len(prompts)} GenerationRequested as group {case} (generator {generator!r}, "
+        f"{settings.generation_concurrency} calls at a time)")
+    asyncio.run(publish())
+    started, group = time.monotonic(), {}
+    while time.monotonic() - started < 120:
+        try:
+            group = _get(settings, f"/groups/{case}")
+        except RegenError:
+            group = {}
+        if group.get("finished_at"):
+            break
+        time.sleep(0.3)
+    if not group.get("finished_at"):
+        raise RegenError(f"case {case} did not finish in 120 s: {group or 'never seen'}; see the worker log")
+    click.echo(f"\nThe case, as one group (regen status group {case}), in {time.monotonic() - started:.1f} s:\n")
+    click.echo(fmt.format_group(group))
+
+
+def _start_worker(settings: Settings, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = dict(os.environ) | extra_env
     env[ENVIRONMENT["media_roots"]] = os.pathsep.join(str(r) for r in settings.media_roots)
     env[ENVIRONMENT["web_port"]] = str(settings.web_port)
     log_path.parent.mkdir(parents=True, exist_ok=True)

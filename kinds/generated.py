@@ -123,7 +123,7 @@ class Generated(Kind[GenerationState]):
 
     def example_source(self, media: Path, target_id: str, revision: int) -> Event:
         # Nothing to write: the image comes from the generator named
-        # "example", which the contract test points at tests/model_server.py.
+        # "example", which the contract test points at cli/stand_in_model.py.
         return GenerationRequested(target_id=target_id, revision=revision, generator="example",
                                    prompt=f"a lighthouse at dusk, take {revision}", parameters={"width": 320,
                                                                                                "height": 200})

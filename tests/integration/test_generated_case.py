@@ -13,11 +13,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from regen.cli.stand_in_model import ModelServer
 from regen.schemas.events import GenerationRequested, GroupDeclared
 from regen.streams.codec import now_iso
 from regen.webhook_signature import SIGNATURE_HEADER, verify
 from tests.helpers import eventually, publish_all, run
-from tests.model_server import ModelServer
 from tests.webhook_receiver import WebhookReceiver
 
 SECRET = "case-webhook-secret-for-tests"

@@ -1,5 +1,5 @@
 """Generated images through a real broker, a real worker and a real local model
-server (tests/model_server.py): slow, hung, rate-limited, failing and
+server (cli/stand_in_model.py): slow, hung, rate-limited, failing and
 garbage-answering calls; the rate limit measured at the server."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from regen.cli.stand_in_model import ModelServer, colour_of
 from regen.schemas.events import GenerationRequested, ImageFailed, ImageGenerated
 from regen.streams.results import wait_for
 from tests.helpers import free_port, publish_all, run
-from tests.model_server import ModelServer, colour_of
 
 TOKEN = "s3cret-model-token-for-tests"
 

@@ -22,6 +22,7 @@ from regen.agents.http_generator import (
     retry_after_s,
     status_failure,
 )
+from regen.cli.stand_in_model import ModelServer
 from regen.generator_config import GeneratorConfig, parse_generators
 from regen.kinds.base import GatherFailed
 from regen.kinds.generated import Generated, ask_of
@@ -30,7 +31,6 @@ from regen.schemas.events import GenerationRequested, ImageFailed, ImageGenerate
 from regen.settings import Settings
 from regen.streams.checkpoint import InFlight
 from regen.streams.exceptions import ConfigError
-from tests.model_server import ModelServer
 
 AT = "2026-01-01T00:00:00Z"
 SHA = "ab" * 32

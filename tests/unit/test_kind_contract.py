@@ -5,7 +5,7 @@ repair finds it once deleted, and a newer revision supersedes the older job.
 A new kind registered in regen.kinds runs this suite with nothing added.
 
 A kind that calls out (``calls_out``: an image model) gathers its input
-first, from a real local model server (tests/model_server.py) configured as
+first, from a real local model server (cli/stand_in_model.py) configured as
 the generator named "example", through the worker's own services."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from regen.cli.stand_in_model import ModelServer
 from regen.imaging.store import output_problem
 from regen.kinds import KINDS, kinds_following
 from regen.kinds.base import Kind
@@ -27,7 +28,6 @@ from regen.projections.repair import find_damage
 from regen.projections.replay import ReplayItem, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, Target
 from regen.settings import Settings
-from tests.model_server import ModelServer
 
 AT = "2026-01-01T00:00:00Z"
 

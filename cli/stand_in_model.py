@@ -1,4 +1,5 @@
-"""A local image model for tests, benchmarks and the demo: a real HTTP server.
+"""A stand-in for an image model, for tests, benchmarks and the demo: a real
+local HTTP server, not a model (it draws a flat colour from the prompt).
 
 ``POST /v1/images`` with ``{"prompt": ..., "parameters": {...}}`` answers
 ``{"data": [{"b64_json": <PNG>}]}`` (or ``{"url": ...}`` with ``[url]`` in the
@@ -19,7 +20,7 @@ Behaviour, per prompt (directives inside the prompt) or for every call
 Every call is logged with its start time and outcome (``calls``; ``GET /calls``).
 A token given to the server is required as ``Authorization: Bearer <token>``.
 
-Run it alone: ``python -m tests.model_server [--port N] [--delay S]``.
+Run it alone: ``python -m regen.cli.stand_in_model [--port N] [--delay S]``.
 """
 
 from __future__ import annotations
