@@ -229,10 +229,8 @@ def _overlay_demo(settings: Settings, bootstrap: str, folder: Path, photos: list
     completion with every output."""
     from PIL import Image, ImageOps
 
-    from regen.cli.main import _get
     from regen.schemas.events import GroupDeclared, Polygon, SegmentationChanged
     from regen.streams.codec import now_iso
-    from regen.streams.publisher import Publisher
 
     group_id = f"demo-segmented-{time.strftime('%H%M%S')}"
     events: list = [GroupDeclared(group_id, now_iso(), total=len(photos) * len(settings.standing_overlay_variants()),
@@ -250,25 +248,10 @@ def _overlay_demo(settings: Settings, bootstrap: str, folder: Path, photos: list
             polygons=(Polygon("cell", diamond, (hole,)), Polygon("label", frame)),
             colors={"cell": "#ff3030", "label": "#2060ff80"}, group_id=group_id))
 
-    async def publish() -> None:
-        async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
-            await publisher.publish_many(events)
-
     say(f"publishing a SegmentationChanged for {len(photos)} photos as group {group_id}; each overlay renders "
         f"{settings.idle_delay:g} s after its last edit")
-    asyncio.run(publish())
-    deadline = time.monotonic() + 60 + settings.idle_delay
-    group: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            group = _get(settings, f"/groups/{group_id}")
-        except RegenError:
-            group = {}
-        if group.get("finished_at"):
-            break
-        time.sleep(0.3)
-    if not group.get("finished_at"):
-        raise RegenError(f"group {group_id} did not finish in 60 s: {group or 'never seen'}")
+    asyncio.run(_publish(settings, bootstrap, events))
+    group = _wait_for_group(settings, group_id, 60 + settings.idle_delay)
     click.echo(f"\nThe group's projection (regen status group {group_id}):\n")
     click.echo(fmt.format_group(group))
     click.echo(f"Overlays are under {settings.image_store / 'overlays'}")
@@ -277,10 +260,8 @@ def _overlay_demo(settings: Settings, bootstrap: str, folder: Path, photos: list
 def _generated_case_demo(settings: Settings, bootstrap: str, generator: str, say) -> None:
     """A case of 14 images generated from prompts (10 evidence, 4 locations),
     followed as one group until it finishes."""
-    from regen.cli.main import _get
     from regen.schemas.events import GenerationRequested, GroupDeclared
     from regen.streams.codec import now_iso
-    from regen.streams.publisher import Publisher
 
     case = f"demo-case-{time.strftime('%H%M%S')}"
     prompts = [f"evidence {n}: a {thing} on a desk" for n, thing in enumerate(
@@ -294,26 +275,37 @@ def _generated_case_demo(settings: Settings, bootstrap: str, generator: str, say
                                    parameters={"width": 768, "height": 512}, group_id=case)
                for n, prompt in enumerate(prompts)]
 
-    async def publish() -> None:
-        async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
-            await publisher.publish_many(events)
-
     say(f"publishing {len(prompts)} GenerationRequested as group {case} (generator {generator!r}, "
         f"{settings.generation_concurrency} calls at a time)")
-    asyncio.run(publish())
-    started, group = time.monotonic(), {}
-    while time.monotonic() - started < 120:
+    started = time.monotonic()
+    asyncio.run(_publish(settings, bootstrap, events))
+    group = _wait_for_group(settings, case, 120)
+    click.echo(f"\nThe case, as one group (regen status group {case}), in {time.monotonic() - started:.1f} s:\n")
+    click.echo(fmt.format_group(group))
+
+
+async def _publish(settings: Settings, bootstrap: str, events: list) -> None:
+    from regen.streams.publisher import Publisher
+
+    async with Publisher(settings, bootstrap, source="regen/demo") as publisher:
+        await publisher.publish_many(events)
+
+
+def _wait_for_group(settings: Settings, group_id: str, timeout_s: float) -> dict:
+    """The group's view once it has finished (the worker's /groups)."""
+    from regen.cli.main import _get
+
+    deadline, group = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
         try:
-            group = _get(settings, f"/groups/{case}")
+            group = _get(settings, f"/groups/{group_id}")
         except RegenError:
             group = {}
         if group.get("finished_at"):
-            break
+            return group
         time.sleep(0.3)
-    if not group.get("finished_at"):
-        raise RegenError(f"case {case} did not finish in 120 s: {group or 'never seen'}; see the worker log")
-    click.echo(f"\nThe case, as one group (regen status group {case}), in {time.monotonic() - started:.1f} s:\n")
-    click.echo(fmt.format_group(group))
+    raise RegenError(f"group {group_id} did not finish in {timeout_s:.0f} s ({group or 'never seen'}); "
+                     "the worker log may say why")
 
 
 def _start_worker(settings: Settings, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen:
