@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from regen.kinds.base import Completion, GatherFailed, Kind, RecordedOutput, RenderCall
-from regen.projections import generations
+from regen.projections import generations, variant_folds
 from regen.projections.generations import GenerationState
 from regen.schemas.events import Event, GenerationRequested, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob, job_id_for
@@ -87,12 +87,12 @@ class Generated(Kind[GenerationState]):
             preset=settings.preset(job.variant))
 
     def queued(self, state: GenerationState, job: RenderJob, at: str) -> GenerationState:
-        return generations.variant_queued(state, job, at)
+        return variant_folds.variant_queued(state, job, at)
 
     def completed(self, state: GenerationState, event: Completion) -> GenerationState:
         if isinstance(event, ImageGenerated):
-            return generations.image_generated(state, event)
-        return generations.image_failed(state, event)
+            return variant_folds.variant_generated(state, event)
+        return variant_folds.variant_failed(state, event)
 
     def current_output(self, state: GenerationState, variant: str) -> dict | None:
         entry = state.variant(variant)

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 from regen.kinds.base import Completion, Kind, OfflineOption, RecordedOutput, RenderCall, UnrenderedOutput
 from regen.projections import segmentations as folds
+from regen.projections import variant_folds
 from regen.projections.segmentations import SegmentationState
 from regen.schemas.bounds import MaxItems
 from regen.schemas.events import (
@@ -137,12 +138,12 @@ class Overlay(Kind[SegmentationState]):
             image_store=Path(settings.image_store), limits=settings.limits(), force=job.force)
 
     def queued(self, state: SegmentationState, job: RenderJob, at: str) -> SegmentationState:
-        return folds.overlay_queued(state, job, at)
+        return variant_folds.variant_queued(state, job, at)
 
     def completed(self, state: SegmentationState, event: Completion) -> SegmentationState:
         if isinstance(event, ImageGenerated):
-            return folds.overlay_generated(state, event)
-        return folds.overlay_failed(state, event)
+            return variant_folds.variant_generated(state, event)
+        return variant_folds.variant_failed(state, event)
 
     def current_output(self, state: SegmentationState, variant: str) -> dict | None:
         entry = state.variant(variant)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from regen.kinds.base import Completion, Kind, RecordedOutput, RenderCall
-from regen.projections import folds
+from regen.projections import folds, variant_folds
 from regen.projections.state import AssetState
 from regen.schemas.events import AssetImported, Event, ImageGenerated, Target
 from regen.schemas.jobs import Lane, RenderJob, job_id_for
@@ -71,12 +71,12 @@ class Thumbnail(Kind[AssetState]):
             force=job.force, media_type=job.media_type, preset=settings.preset(job.variant))
 
     def queued(self, state: AssetState, job: RenderJob, at: str) -> AssetState:
-        return folds.asset_variant_queued(state, job, at)
+        return variant_folds.variant_queued(state, job, at)
 
     def completed(self, state: AssetState, event: Completion) -> AssetState:
         if isinstance(event, ImageGenerated):
-            return folds.asset_image_generated(state, event)
-        return folds.asset_image_failed(state, event)
+            return variant_folds.variant_generated(state, event)
+        return variant_folds.variant_failed(state, event)
 
     def current_output(self, state: AssetState, variant: str) -> dict | None:
         entry = state.variant(variant)

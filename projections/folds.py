@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from regen.projections.state import AnnotationState, AssetState, JobState, VariantState, VideoState
+from regen.projections.state import AnnotationState, AssetState, JobState, VideoState
+from regen.projections.variant_folds import output_of
 from regen.schemas.events import AssetImported, BoundaryChanged, ImageFailed, ImageGenerated
 from regen.schemas.jobs import DirtyFlag, RenderJob
 
@@ -40,38 +41,10 @@ def asset_imported(state: AssetState | None, event: AssetImported) -> AssetState
     )
 
 
-def asset_variant_queued(state: AssetState, job: RenderJob, at: str) -> AssetState:
-    current = state.variant(job.variant)
-    if job.revision < state.revision:
-        return state
-    if current is not None and current.revision == job.revision and current.status == "completed" and not job.force:
-        return state
-    entry = VariantState(status="pending", job_id=job.job_id, revision=job.revision, updated_at=at,
-                         output=current.output if current else None)
-    return state.evolve(variants={**state.variants, job.variant: entry.to_dict()})
 
 
-def asset_image_generated(state: AssetState, event: ImageGenerated) -> AssetState:
-    if event.revision < state.revision:
-        return state  # a render of content the asset no longer has
-    known = state.variant(event.variant)
-    if (known is not None and known.status == "completed" and known.revision == event.revision
-            and (known.output or {}).get("sha256") == event.sha256):
-        return state  # the same image again (a cache hit, a redelivery): nothing to write
-    entry = VariantState(status="completed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.generated_at, output=_output(event))
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
 
 
-def asset_image_failed(state: AssetState, event: ImageFailed) -> AssetState:
-    if event.revision < state.revision:
-        return state
-    current = state.variant(event.variant)
-    if current is not None and current.status == "completed" and current.revision >= event.revision:
-        return state  # a late failure never hides a good image
-    entry = VariantState(status="failed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.failed_at, error=f"{event.reason}: {event.error}")
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
 
 
 def _set_variant_status(state: AssetState, variant: str, job_id: str, revision: int, status, at: str) -> AssetState:
@@ -125,7 +98,7 @@ def job_generated(state: JobState | None, event: ImageGenerated) -> JobState:
         return base if merged == base.request_ids else base.evolve(request_ids=merged)
     return base.evolve(
         status="completed", attempts=max(base.attempts, event.attempts), finished_at=event.generated_at,
-        updated_at=event.generated_at, output=_output(event), render_ms=event.render_ms,
+        updated_at=event.generated_at, output=output_of(event), render_ms=event.render_ms,
         cache_hit=event.cache_hit, error=None, error_code=None, reason=None,
         request_ids=_merge_ids(base.request_ids, event.request_ids),
     )
@@ -148,9 +121,6 @@ def _job_from_completion(event: ImageGenerated | ImageFailed, at: str) -> JobSta
                     created_at=at, updated_at=at)
 
 
-def _output(event: ImageGenerated) -> dict:
-    return {"uri": event.uri, "sha256": event.sha256, "width": event.width, "height": event.height,
-            "bytes": event.bytes}
 
 
 # Request ids a job remembers: the latest ones (a popular target's job would
@@ -193,7 +163,7 @@ def annotation_rendered(state: AnnotationState, event: ImageGenerated) -> Annota
         return state
     return state.evolve(
         rendered_revision=event.revision, dirty=state.wanted_revision > event.revision,
-        rendered_at=event.generated_at, output=_output(event),
+        rendered_at=event.generated_at, output=output_of(event),
         frames_used=tuple(event.frames_used) if event.frames_used else None, last_error=None,
     )
 
@@ -252,3 +222,4 @@ def video_flagged(state: VideoState | None, flag: DirtyFlag, now: float | None =
     if now is not None and (not samples or samples[-1][1] != settled):
         samples = (*samples, (now, settled))[-120:]
     return video.evolve(dirty=dirty, annotations=annotations, samples=samples)
+

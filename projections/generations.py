@@ -16,8 +16,7 @@ from typing import Annotated
 
 from regen.projections.state import Record, VariantState
 from regen.schemas.bounds import Revision, Shape
-from regen.schemas.events import GenerationRequested, ImageFailed, ImageGenerated
-from regen.schemas.jobs import RenderJob
+from regen.schemas.events import GenerationRequested
 
 
 @dataclass(frozen=True)
@@ -42,41 +41,3 @@ def generation_requested(state: GenerationState | None, event: GenerationRequest
                            prompt=event.prompt, parameters=dict(event.parameters), group_id=event.group_id,
                            requested_at=at)
 
-
-def variant_queued(state: GenerationState, job: RenderJob, at: str) -> GenerationState:
-    current = state.variant(job.variant)
-    if job.revision < state.revision:
-        return state
-    if current is not None and current.revision == job.revision and current.status == "completed" and not job.force:
-        return state
-    entry = VariantState(status="pending", job_id=job.job_id, revision=job.revision, updated_at=at,
-                         output=current.output if current else None)
-    return state.evolve(variants={**state.variants, job.variant: entry.to_dict()})
-
-
-def image_generated(state: GenerationState, event: ImageGenerated) -> GenerationState:
-    if event.revision < state.revision:
-        return state  # an image of a prompt the target no longer has
-    known = state.variant(event.variant)
-    if (known is not None and known.status == "completed" and known.revision == event.revision
-            and (known.output or {}).get("sha256") == event.sha256):
-        return state
-    entry = VariantState(status="completed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.generated_at, output=_output(event))
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
-
-
-def image_failed(state: GenerationState, event: ImageFailed) -> GenerationState:
-    if event.revision < state.revision:
-        return state
-    current = state.variant(event.variant)
-    if current is not None and current.status == "completed" and current.revision >= event.revision:
-        return state  # a late failure never hides a good image
-    entry = VariantState(status="failed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.failed_at, error=f"{event.reason}: {event.error}")
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
-
-
-def _output(event: ImageGenerated) -> dict:
-    return {"uri": event.uri, "sha256": event.sha256, "width": event.width, "height": event.height,
-            "bytes": event.bytes}

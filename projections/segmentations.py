@@ -15,8 +15,7 @@ from typing import Annotated
 
 from regen.projections.state import Record, VariantState
 from regen.schemas.bounds import MaxItems, Revision, Sha256, Shape, SourcePath
-from regen.schemas.events import MAX_POLYGONS, Color, ImageFailed, ImageGenerated, Polygon, SegmentationChanged
-from regen.schemas.jobs import RenderJob
+from regen.schemas.events import MAX_POLYGONS, Color, Polygon, SegmentationChanged
 
 
 @dataclass(frozen=True)
@@ -55,38 +54,3 @@ def segmentation_changed(state: SegmentationState | None, event: SegmentationCha
         variants=state.variants if state is not None else {}, group_id=event.group_id,
     )
 
-
-def overlay_queued(state: SegmentationState, job: RenderJob, at: str) -> SegmentationState:
-    current = state.variant(job.variant)
-    if job.revision < state.revision:
-        return state
-    if current is not None and current.revision == job.revision and current.status == "completed" and not job.force:
-        return state
-    entry = VariantState(status="pending", job_id=job.job_id, revision=job.revision, updated_at=at,
-                         output=current.output if current else None)
-    return state.evolve(variants={**state.variants, job.variant: entry.to_dict()})
-
-
-def overlay_generated(state: SegmentationState, event: ImageGenerated) -> SegmentationState:
-    if event.revision < state.revision:
-        return state  # an overlay of polygons since replaced
-    known = state.variant(event.variant)
-    if (known is not None and known.status == "completed" and known.revision == event.revision
-            and (known.output or {}).get("sha256") == event.sha256):
-        return state
-    entry = VariantState(status="completed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.generated_at,
-                         output={"uri": event.uri, "sha256": event.sha256, "width": event.width,
-                                 "height": event.height, "bytes": event.bytes})
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})
-
-
-def overlay_failed(state: SegmentationState, event: ImageFailed) -> SegmentationState:
-    if event.revision < state.revision:
-        return state
-    current = state.variant(event.variant)
-    if current is not None and current.status == "completed" and current.revision >= event.revision:
-        return state  # a late failure never hides a good overlay
-    entry = VariantState(status="failed", job_id=event.job_id, revision=event.revision,
-                         updated_at=event.failed_at, error=f"{event.reason}: {event.error}")
-    return state.evolve(variants={**state.variants, event.variant: entry.to_dict()})

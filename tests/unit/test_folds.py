@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from regen.kinds.thumbnail import Thumbnail
-from regen.projections import folds
+from regen.projections import folds, variant_folds
 from regen.schemas.events import AssetImported, ImageFailed, ImageGenerated, Target
 
 SHA1, SHA2 = "a" * 64, "b" * 64
@@ -64,20 +64,20 @@ def test_requests_join_a_pending_job():
 
 def test_asset_variants_follow_completions_of_the_current_revision_only():
     asset = folds.asset_imported(None, imported())
-    asset = folds.asset_variant_queued(asset, Thumbnail().plan(asset, "h400.jpg", "background", AT), AT)
+    asset = variant_folds.variant_queued(asset, Thumbnail().plan(asset, "h400.jpg", "background", AT), AT)
     assert asset.variant("h400.jpg").status == "pending"
     asset = folds.asset_imported(asset, imported(sha=SHA2))  # revision 2
-    stale = folds.asset_image_generated(asset, generated(revision=1))
+    stale = variant_folds.variant_generated(asset, generated(revision=1))
     assert stale == asset, "a render of old content must not count for the new one"
-    current = folds.asset_image_generated(asset, generated(revision=2))
+    current = variant_folds.variant_generated(asset, generated(revision=2))
     assert current.variant("h400.jpg").status == "completed"
-    assert folds.asset_image_generated(current, generated(revision=2)) == current
-    assert folds.asset_image_failed(current, failed(revision=2)) == current
+    assert variant_folds.variant_generated(current, generated(revision=2)) == current
+    assert variant_folds.variant_failed(current, failed(revision=2)) == current
 
 
 def test_failure_is_recorded_with_reason():
     asset = folds.asset_imported(None, imported())
-    after = folds.asset_image_failed(asset, failed())
+    after = variant_folds.variant_failed(asset, failed())
     v = after.variant("h400.jpg")
     assert v.status == "failed" and "permanent" in v.error
     job = folds.job_failed(None, failed())
@@ -226,10 +226,10 @@ def test_an_answer_from_the_store_changes_neither_the_job_nor_the_asset():
     job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
     done = generated(revision=1, job_id=job.job_id)
     completed_job = folds.job_generated(folds.job_queued(None, job, AT), done)
-    completed_asset = folds.asset_image_generated(asset, done)
+    completed_asset = variant_folds.variant_generated(asset, done)
     hit = replace(done, cache_hit=True, request_ids=("someone",), generated_at="2026-11-22T10:00:00Z")
     assert folds.job_generated(completed_job, hit) is completed_job
-    assert folds.asset_image_generated(completed_asset, hit) is completed_asset
+    assert variant_folds.variant_generated(completed_asset, hit) is completed_asset
 
 
 def test_an_asset_query_shows_a_running_job_without_the_asset_being_rewritten():
@@ -239,12 +239,12 @@ def test_an_asset_query_shows_a_running_job_without_the_asset_being_rewritten():
 
     asset = folds.asset_imported(None, imported())
     job = Thumbnail().plan(asset, "h400.jpg", "background", AT)
-    asset = folds.asset_variant_queued(asset, job, AT)
+    asset = variant_folds.variant_queued(asset, job, AT)
     jobs = {job.job_id: folds.job_queued(None, job, AT).to_dict()}
     tables = SimpleNamespace(assets={"a1": asset.to_dict()}, jobs=jobs)
     assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "pending"
     jobs[job.job_id] = folds.job_started(folds.job_queued(None, job, AT), job, AT).to_dict()
     assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "running"
-    done = folds.asset_image_generated(asset, generated())
+    done = variant_folds.variant_generated(asset, generated())
     tables.assets["a1"] = done.to_dict()
     assert asset_status(tables, "a1")["variants"]["h400.jpg"]["status"] == "completed", "the asset's word is final"

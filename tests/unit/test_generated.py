@@ -26,7 +26,7 @@ from regen.cli.stand_in_model import ModelServer
 from regen.generator_config import GeneratorConfig, parse_generators
 from regen.kinds.base import GatherFailed
 from regen.kinds.generated import Generated, ask_of
-from regen.projections import generations
+from regen.projections import generations, variant_folds
 from regen.schemas.events import GenerationRequested, ImageFailed, ImageGenerated, Target
 from regen.settings import Settings
 from regen.streams.checkpoint import InFlight
@@ -233,9 +233,9 @@ def test_completions_fold_per_variant_and_a_late_failure_never_hides_an_image():
                            generated_at=AT)
     failure = ImageFailed(target=image.target, variant="h400.jpg", revision=1, job_id="j", reason="exhausted",
                           error_code="generator_error", error="500", attempts=3, failed_at=AT)
-    done = generations.image_generated(state, image)
+    done = variant_folds.variant_generated(state, image)
     assert Generated().current_output(done, "h400.jpg")["sha256"] == SHA  # type: ignore[index]
-    assert generations.image_failed(done, failure) == done
+    assert variant_folds.variant_failed(done, failure) == done
 
 
 # --- the call, against a real local server -----------------------------------------
