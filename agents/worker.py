@@ -15,6 +15,7 @@ from regen.agents.groups import register_groups
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
+from regen.agents.live_views import register_live
 from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
@@ -74,6 +75,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
 
     ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
     register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity)
+    register_live(ctx)
     return ctx
 
 

@@ -155,6 +155,7 @@ def import_(folder: Path, batch_id: str | None, as_json: bool, follow: bool) -> 
                        + (f", {outcome['unfinished']} unfinished" if outcome["unfinished"] else ""))
             for failure in outcome["failures"][:20]:
                 click.echo(f"  failed {failure}")
+            click.echo(f"followed by {outcome['via']}")
     if outcome is not None and outcome["unfinished"]:
         sys.exit(EXIT_ERROR)
 

@@ -63,7 +63,15 @@ async def import_folder(settings: Settings, folder: Path, batch_id: str | None, 
             counts["published"] += len(await publisher.publish_many(chunk))
     bar.close()
     if follow:
-        counts["follow"] = await follow_import(settings, bootstrap, counts["asset_ids"], results_from, interactive)
+        outcome = None
+        if batch_id:  # a batch has a live stream: its progress comes from a worker (cli/live_follow.py)
+            from regen.cli.live_follow import follow_batch_live
+
+            expected = len(counts["asset_ids"]) * len(settings.pregenerate_variants)
+            outcome = await follow_batch_live(settings, batch_id, expected, interactive, FOLLOW_IDLE_TIMEOUT_S)
+        if outcome is None:
+            outcome = await follow_import(settings, bootstrap, counts["asset_ids"], results_from, interactive)
+        counts["follow"] = outcome
     return counts
 
 
@@ -93,6 +101,7 @@ async def follow_import(settings: Settings, bootstrap: str, asset_ids: list[str]
             break
     bar.close()
     outcome["unfinished"] = len(wanted)
+    outcome["via"] = "completions on Kafka"
     return outcome
 
 

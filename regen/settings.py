@@ -83,6 +83,8 @@ ENVIRONMENT: dict[str, str] = {
     "generators": "REGEN_GENERATORS",
     "generated_variants": "REGEN_GENERATED_VARIANTS",
     "generation_concurrency": "REGEN_GENERATION_CONCURRENCY",
+    "live_max_streams": "REGEN_LIVE_MAX_STREAMS",
+    "live_url": "REGEN_LIVE_URL",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
@@ -215,6 +217,12 @@ class Settings:
     generated_variants: tuple[str, ...] = ()
     # Generation jobs one worker has in flight at once (each mostly waits on its model call).
     generation_concurrency: int = 5
+    # Live streams (server-sent events, agents/live_views.py) one worker
+    # keeps open at once, relayed ones included; beyond it a client gets 503.
+    live_max_streams: int = 100
+    # The worker `regen import --follow` follows its batch at (over SSE);
+    # empty: the local worker, http://<web host>:<web port> (see live_base_url).
+    live_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -286,6 +294,7 @@ class Settings:
         self._validate_groups_and_webhooks()
         if not 1 <= self.generation_concurrency <= 1000:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
+        self._validate_live()
         odd = [v for v in self.generated_variants if v not in self.variants]
         if odd:
             raise ConfigError(f"{ENVIRONMENT['generated_variants']} names {', '.join(odd)}, which "
@@ -327,6 +336,27 @@ class Settings:
         if (self.webhook_urls or self.webhook_hosts) and not self.webhook_secret:
             raise ConfigError(f"webhooks are configured but {env['webhook_secret']} is not set: set it to a "
                               "long random string shared with the receivers, which check each body's signature")
+
+    def _validate_live(self) -> None:
+        if not 1 <= self.live_max_streams <= 100_000:
+            raise ConfigError(f"{ENVIRONMENT['live_max_streams']}={self.live_max_streams}: must be 1..100000")
+        if self.live_url:
+            parts = urlsplit(self.live_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"{ENVIRONMENT['live_url']}={self.live_url!r} is not an http(s) URL of a "
+                                  "worker, e.g. http://127.0.0.1:6066")
+
+    def live_base_url(self) -> str:
+        """Where the CLI reaches a worker's live streams: REGEN_LIVE_URL, or
+        this machine's worker (a wildcard bind address is reached on loopback)."""
+        if self.live_url:
+            return self.live_url.rstrip("/")
+        host = self.web_host.strip()
+        if host.strip("[]") in WILDCARD_HOSTS:
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.web_port}"
 
     def _validate_presets(self) -> dict[str, str]:
         from regen.imaging.errors import ImagingError
