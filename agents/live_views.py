@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ MAX_EVENT_BYTES = 4 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 OVERVIEW_KEY = ("overview", "")
 WATCHED_TABLES = frozenset({"batches", "groups", "videos"})
+# The last event of a stream that ended as it should (projections/sse.py).
+ENDING_EVENT = re.compile(rb"(?:^|\n)event: (?:finished|moved)\n[^\n]*(?:\n[^\n]+)*\n\n$")
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ def register_live(ctx: WorkerContext) -> LiveHub:
                 return view.bytes(body, status=upstream.status, headers=passed)
             response = await open_stream(request, upstream.headers.get(ANSWERED_BY, owner))
             pending = b""
+            ended = False  # the last event passed on was ``finished`` or ``moved``
             stopping = asyncio.ensure_future(closed.wait())
             try:
                 while True:
@@ -278,18 +282,19 @@ def register_live(ctx: WorkerContext) -> LiveHub:
                         await say_moved(response, "this worker is stopping")
                         return response
                     data = chunk.result()
-                    if not data:  # the owner ended the stream (finished or moved): so do we
+                    if not data:  # the owner ended the stream: so do we, saying why if it did not
+                        if not ended:
+                            await say_moved(response, f"{owner} ended the stream (it stopped or crashed)")
                         return response
                     pending += data
                     cut = pending.rfind(b"\n\n")
                     if cut >= 0:  # whole events only: a cut-off one would reach the client as garbage
-                        await response.write(pending[:cut + 2])
-                        pending = pending[cut + 2:]
+                        whole, pending = pending[:cut + 2], pending[cut + 2:]
+                        await response.write(whole)
+                        ended = ENDING_EVENT.search(whole) is not None
                     if len(pending) > MAX_EVENT_BYTES:
                         raise ValueError(f"{owner} sent an event of more than {MAX_EVENT_BYTES} bytes")
-            except ConnectionError:  # the client went away (or the owner did: below)
-                if upstream.connection is None or upstream.content.at_eof():
-                    await say_moved(response, f"{owner} went away")
+            except ConnectionError:  # the client went away
                 return response
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 await say_moved(response, f"{owner} went away ({type(e).__name__}: {e})"[:300])

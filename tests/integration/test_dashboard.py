@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's), asserting on what a
 person sees: a token form, numbers that update after events, thumbnails that
 appear (through signed URLs: the token itself never leaves the header), and
-the workers of the group, up or not answering."""
+the workers of the group, up or not answering. Updates arrive over the live
+stream (/events/overview, server-sent events), not by polling."""
 
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
             assert min(heights) < 118, "the event rate chart shows the burst of events"
             expect(page.get_by_test_id("rate-summary")).to_contain_text("events/s")
 
+            # Every update came over the live stream: /api/overview was asked once before the token
+            # (401) and once for the first paint, never polled; the stream opened by a signed URL.
+            overview_gets = [u for u in requested if urlsplit(u).path == "/api/overview"]
+            streams = [u for u in requested if urlsplit(u).path == "/events/overview"]
+            assert len(overview_gets) == 2, overview_gets
+            assert len(streams) == 1 and set(parse_qs(urlsplit(streams[0]).query)) == {"exp", "sig"}, streams
+
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
@@ -115,6 +123,8 @@ def test_the_dashboard_shows_every_worker_and_which_one_stopped_answering(start_
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             page.goto(f"{asked}/dashboard")
             page.get_by_label("API token").fill(TOKEN)
             page.get_by_role("button", name="Show").click()
@@ -132,5 +142,8 @@ def test_the_dashboard_shows_every_worker_and_which_one_stopped_answering(start_
             expect(members).to_have_count(1, timeout=40_000)
             expect(members).to_contain_text("0, 1, 2, 3", timeout=15_000)
             expect(status).to_contain_text("live · 1 worker")
+            # All of it pushed over the one stream the page opened: no polling.
+            assert len([u for u in requested if urlsplit(u).path == "/api/overview"]) == 2
+            assert len([u for u in requested if urlsplit(u).path == "/events/overview"]) == 1
         finally:
             browser.close()
