@@ -157,8 +157,9 @@ def register_live(ctx: WorkerContext) -> LiveHub:
     def allowed(request: Request) -> bool:
         if bearer_ok(request):
             return True
-        return stream_key is not None and stream_signature_valid(
-            stream_key, cast(web.Request, request).path, request.query.get("exp", ""), request.query.get("sig", ""), time.time())
+        path, query = cast(web.Request, request).path, request.query
+        return stream_key is not None and stream_signature_valid(stream_key, path, query.get("exp", ""),
+                                                                 query.get("sig", ""), time.time())
 
     def refused(view: View) -> Response:
         return view.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN), or an expired stream "
