@@ -301,3 +301,14 @@ def test_live_settings_are_validated_and_the_cli_finds_the_local_worker():
     assert Settings(web_host="0.0.0.0", web_port=7000).live_base_url() == "http://127.0.0.1:7000"
     assert Settings(web_port=7000).live_base_url() == "http://127.0.0.1:7000"
     assert Settings.from_env({"REGEN_LIVE_URL": "http://w2:6066/"}).live_base_url() == "http://w2:6066"
+
+
+def test_the_relay_knows_whether_the_owner_ended_its_stream_as_it_should():
+    from regen.agents.live_views import ENDING_EVENT
+
+    state, comment = sse.event_frame("state", {"n": 1}, "a" * 16), sse.comment_frame()
+    assert ENDING_EVENT.search(state + sse.event_frame("finished", {"n": 2}, "b" * 16))
+    assert ENDING_EVENT.search(sse.retry_frame(2000) + sse.event_frame("moved", {"reason": "r"}))
+    assert not ENDING_EVENT.search(sse.event_frame("finished", {"n": 2}, "b" * 16) + state)
+    assert not ENDING_EVENT.search(state + comment)
+    assert not ENDING_EVENT.search(sse.event_frame("state", {"text": "event: finished"}, "c" * 16))
