@@ -139,10 +139,12 @@ def register_image_views(ctx: WorkerContext) -> None:
             state = kind.read(table.get(target_id))
             if state is None:
                 return json_reply(view, 404, {"error": f"{kind.noun} {target_id!r} {kind.never_known}"})
-            job_id = kind.plan(state, variant, "interactive", now_iso()).job_id
-            decision = answers.decide(kind.current_output(state, variant), JobState.from_dict(tables.jobs.get(job_id)),
-                                      request.headers.get("If-None-Match"), renders.last_retry(key), time.time(),
-                                      rules)
+            output = kind.current_output(state, variant)
+            job = None
+            if output is None:  # only then does the job's row matter (a hit reads one table, not two)
+                job = JobState.from_dict(tables.jobs.get(kind.plan(state, variant, "interactive", now_iso()).job_id))
+            decision = answers.decide(output, job, request.headers.get("If-None-Match"), renders.last_retry(key),
+                                      time.time(), rules)
             if isinstance(decision, answers.NotModified):
                 counted.labels("not_modified").inc()
                 return view.bytes(b"", status=304, headers={

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,13 @@ def answers_counted(worker, token: str | None = None) -> dict[str, float]:
                 if s.name.endswith("_total"):
                     counted[s.labels["answer"]] = s.value
     return counted
+
+
+def events_in(worker, event_type: str) -> float:
+    status, _, body = fetch(worker, "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    return sum(s.value for family in text_string_to_metric_families(body.decode()) if family.name == "regen_events_in"
+               for s in family.samples if s.name == "regen_events_in_total" and s.labels.get("type") == event_type)
 
 
 def serve_page(folder: Path, html: str) -> tuple[ThreadingHTTPServer, str]:
@@ -182,6 +190,14 @@ def test_a_worker_that_does_not_own_the_image_forwards_and_answers_the_same(star
         status, headers, jpeg = fetch(other, path, {**bearer, "Accept": "image/jpeg"})
         assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
     assert len(owners) == 2, f"one worker owned every image: {owners}"
+
+    # Twelve people open a thumbnail nobody rendered, through both workers at once: one request, one render.
+    requested_before = sum(events_in(w, "ImageRequested") for w in workers)
+    with ThreadPoolExecutor(12) as viewers:
+        seen = list(viewers.map(lambda i: fetch(workers[i % 2], "/images/thumbnail/asset3/h200.jpg", bearer),
+                                range(12)))
+    assert {status for status, _, _ in seen} == {200} and len({body for _, _, body in seen}) == 1
+    assert sum(events_in(w, "ImageRequested") for w in workers) - requested_before == 1
 
     # An <img> sends no header: a signed URL opens that image (through the non-owner too), nothing else.
     key = image_url_key(TOKEN)
