@@ -38,6 +38,7 @@ from faust.web import Request, Response, View
 from prometheus_client import Counter
 
 from regen.agents.context import WorkerContext
+from regen.agents.image_bytes import VerifiedBytes
 from regen.agents.image_waiters import ImageKey, TooManyPending, ViewRenders
 from regen.agents.routing import (
     ANSWERED_BY,
@@ -114,17 +115,30 @@ def register_image_views(ctx: WorkerContext) -> None:
                               headers={**headers, PLACEHOLDER: answer.placeholder})
         return view.json(answer.body, status=answer.status, headers=headers)
 
+    in_memory = VerifiedBytes()
+
     async def read_verified(output: dict) -> bytes | None:
         """The output's bytes if the file holds exactly what was recorded
-        (its sha256 is the ETag); None: missing or changed, render again."""
+        (its sha256 is the ETag); None: missing or changed, render again.
+        Bytes checked lately come from memory (agents/image_bytes.py)."""
+        uri, sha256 = output["uri"], output["sha256"]
+        kept = in_memory.get(uri, sha256)
+        if kept is not None:
+            return kept
+
         def read() -> bytes | None:
             try:
-                data = read_store_file(Path(settings.image_store), output["uri"], MAX_IMAGE_BYTES)
+                data = read_store_file(Path(settings.image_store), uri, MAX_IMAGE_BYTES)
             except (StoreFileError, OSError):
                 return None
-            return data if hashlib.sha256(data).hexdigest() == output["sha256"] else None
+            return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
-        return await asyncio.to_thread(read)  # off the event loop: a slow disk must not stall the consumers
+        data = await asyncio.to_thread(read)  # off the event loop: a slow disk must not stall the consumers
+        if data is None:
+            in_memory.forget(uri, sha256)
+        else:
+            in_memory.put(uri, sha256, data)
+        return data
 
     async def answer_here(view: View, request: Request, kind: Kind, target_id: str,
                           chosen: answers.Chosen) -> Response:

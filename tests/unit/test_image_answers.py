@@ -249,3 +249,24 @@ def test_image_url_settings_are_validated():
                        ({"REGEN_IMAGE_PLACEHOLDER": "/etc/passwd"}, "REGEN_IMAGE_PLACEHOLDER")):
         with pytest.raises(ConfigError, match=named):
             Settings.from_env(env)
+
+
+# --- bytes kept in memory ----------------------------------------------------------------------
+
+def test_checked_bytes_are_kept_within_a_budget_and_checked_again_after_a_while():
+    from regen.agents.image_bytes import VerifiedBytes
+
+    kept = VerifiedBytes(budget_bytes=800, recheck_s=30)
+    kept.put("a.jpg", SHA, b"a" * 100, now=0)
+    assert kept.get("a.jpg", SHA, now=29.9) == b"a" * 100
+    assert kept.get("a.jpg", "cd" * 32, now=1) is None  # another sha256 recorded: not these bytes
+    assert kept.get("a.jpg", SHA, now=30) is None  # read and check the file again
+    kept.put("big.png", SHA, b"b" * 101, now=0)  # over an eighth of the budget: never kept
+    assert kept.get("big.png", SHA, now=0) is None
+    for i in range(9):
+        kept.put(f"{i}.jpg", SHA, b"x" * 100, now=10)
+    assert kept.total_bytes <= 800
+    assert kept.get("a.jpg", SHA, now=10) is None and kept.get("0.jpg", SHA, now=10) is None  # least recent out
+    assert kept.get("8.jpg", SHA, now=10) is not None
+    kept.forget("8.jpg", SHA)
+    assert kept.get("8.jpg", SHA, now=10) is None
