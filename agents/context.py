@@ -8,7 +8,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,8 @@ class WorkerContext:
     activity: Activity = field(default_factory=Activity)
     # What a kind that calls out borrows for gather_input (agents/generation.py); set by register_render.
     services: Any = None
+    # Called with every completion once the projector has folded it (images by URL wait on them).
+    completion_hooks: list[Callable[[Any], None]] = field(default_factory=list)
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

@@ -22,6 +22,7 @@ def register_projector(ctx: WorkerContext) -> None:
 
 async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
     if not event.job_id:
+        _tell_hooks(ctx, event)
         return  # a refused request (unknown target or variant): no job to fold
     jobs = ctx.tables.jobs
     job = JobState.from_dict(jobs.get(event.job_id))
@@ -30,6 +31,7 @@ async def on_completion(ctx: WorkerContext, event: ImageGenerated | ImageFailed)
         jobs[event.job_id] = folded.to_dict()
     await _fold_into_target(ctx, event)
     _note_activity(ctx, event)
+    _tell_hooks(ctx, event)
     if isinstance(event, ImageGenerated) and not event.cache_hit:
         log.info("generated %s %s -> %s (%dx%d, %.0f ms)", event.target, event.variant, event.uri,
                  event.width, event.height, event.render_ms)
@@ -57,3 +59,12 @@ def _note_activity(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> N
     elif not event.cache_hit:
         ctx.activity.generated(str(event.target), event.variant, event.uri, event.width, event.height,
                                event.generated_at)
+
+
+def _tell_hooks(ctx: WorkerContext, event: ImageGenerated | ImageFailed) -> None:
+    """After the fold, so a hook that reads the tables sees the completion."""
+    for hook in ctx.completion_hooks:
+        try:
+            hook(event)
+        except Exception:  # noqa: BLE001 - a hook's bug must not dead-letter a completion that folded fine
+            log.exception("completion hook %r failed on %s %s", hook, event.target, event.variant)

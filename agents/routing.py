@@ -190,17 +190,29 @@ class Reply:
     headers: dict[str, str]
 
 
-# Headers of the owner's answer handed on to the client.
-PASSED_BACK = ("Content-Type", "Retry-After", "WWW-Authenticate", ANSWERED_BY)
+# Set on an image answered with the placeholder: "pending" or "failed" (agents/image_views.py).
+PLACEHOLDER = "X-Regen-Placeholder"
+# Headers of the owner's answer handed on to the client (an image's caching
+# headers too: a forwarded image must revalidate exactly like a local one).
+PASSED_BACK = ("Content-Type", "Retry-After", "WWW-Authenticate", ANSWERED_BY, "ETag", "Cache-Control", "Vary",
+               PLACEHOLDER)
+# Headers of the client's request handed on to the owner, when present: what
+# an image's answer depends on (its conditional request, its negotiation).
+PASSED_ON = ("If-None-Match", "Accept")
 
 
 async def forward(session: aiohttp.ClientSession, owner: str, path_qs: str, authorization: str | None,
-                  self_url: str, timeout: float = FORWARD_TIMEOUT_S) -> Reply:
+                  self_url: str, timeout: float = FORWARD_TIMEOUT_S,
+                  passed_on: Mapping[str, str] | None = None) -> Reply:
     """GET ``path_qs`` from ``owner`` as this worker, the client's bearer token
-    included; raises aiohttp.ClientError or TimeoutError when it does not answer."""
+    included (and those of its headers named in PASSED_ON found in
+    ``passed_on``); raises aiohttp.ClientError or TimeoutError when it does not answer."""
     headers = {FORWARDED_BY: self_url}
     if authorization:
         headers["Authorization"] = authorization
+    for name in PASSED_ON:
+        if passed_on is not None and (value := passed_on.get(name)) is not None:
+            headers[name] = value
     # encoded=True: the path goes on exactly as the client spelled it.
     async with session.get(URL(owner.rstrip("/") + path_qs, encoded=True), headers=headers, allow_redirects=False,
                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:

@@ -13,6 +13,7 @@ import faust
 from regen.agents.context import WorkerContext
 from regen.agents.groups import register_groups
 from regen.agents.idle import register_idle_scheduler
+from regen.agents.image_views import register_image_views
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
 from regen.agents.live_views import register_live
@@ -74,6 +75,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                 "render_processes_replaced": ctx.pool.replaced}
 
     ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
+    register_image_views(ctx)  # before register_views: its route comes before the store paths' /images/{path}
     register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity)
     register_live(ctx)
     return ctx

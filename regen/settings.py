@@ -85,6 +85,11 @@ ENVIRONMENT: dict[str, str] = {
     "generation_concurrency": "REGEN_GENERATION_CONCURRENCY",
     "live_max_streams": "REGEN_LIVE_MAX_STREAMS",
     "live_url": "REGEN_LIVE_URL",
+    # Images by URL (agents/image_views.py)
+    "image_wait": "REGEN_IMAGE_WAIT_S",
+    "image_max_age": "REGEN_IMAGE_MAX_AGE",
+    "image_retry_on_view": "REGEN_IMAGE_RETRY_ON_VIEW_S",
+    "image_placeholder": "REGEN_IMAGE_PLACEHOLDER",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
@@ -223,6 +228,18 @@ class Settings:
     # The worker `regen import --follow` follows its batch at (over SSE);
     # empty: the local worker, http://<web host>:<web port> (see live_base_url).
     live_url: str = ""
+    # Images by URL (GET /images/{kind}/{id}/{variant}): how long a view of a
+    # missing image waits for its render before answering 202 (or the
+    # placeholder); the max-age of an image's Cache-Control (the URL is not
+    # content-addressed: a new revision gets the same URL, so keep it short;
+    # the ETag makes revalidation cheap); how long after a failure a view
+    # tries the render again (at most once per this interval per image); and
+    # what a view shows while waiting: "" (202 + Retry-After), "builtin" (a
+    # small SVG), or the path of an image file.
+    image_wait: float = 5.0
+    image_max_age: int = 60
+    image_retry_on_view: float = 300.0
+    image_placeholder: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -292,6 +309,7 @@ class Settings:
             if odd:
                 raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
         self._validate_groups_and_webhooks()
+        self._validate_image_urls()
         if not 1 <= self.generation_concurrency <= 1000:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
         self._validate_live()
@@ -416,6 +434,21 @@ class Settings:
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ConfigError(f"{env['kafka_ssl_keyfile']} is set without {env['kafka_ssl_certfile']}: "
                               f"mutual TLS needs the client certificate too")
+
+    def _validate_image_urls(self) -> None:
+        env = ENVIRONMENT
+        # Below the time a forwarding worker waits for the owner (agents/image_views.py).
+        if not 0 <= self.image_wait <= 60:
+            raise ConfigError(f"{env['image_wait']}={self.image_wait}: must be 0..60 (seconds)")
+        if not 0 <= self.image_max_age <= 31_536_000:
+            raise ConfigError(f"{env['image_max_age']}={self.image_max_age}: must be 0..31536000 (seconds)")
+        if self.image_retry_on_view <= 0:
+            raise ConfigError(f"{env['image_retry_on_view']}={self.image_retry_on_view}: must be > 0 (seconds)")
+        placeholder = self.image_placeholder
+        if placeholder and placeholder != "builtin" and \
+                Path(placeholder).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".gif", ".svg", ".avif"):
+            raise ConfigError(f"{env['image_placeholder']}={placeholder!r}: expected empty (answer 202), "
+                              f"'builtin', or the path of a .png, .jpg, .webp, .gif, .avif or .svg file")
 
     def check_web_exposure(self) -> None:
         """Refuse to serve the API to the network without a token.
