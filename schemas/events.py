@@ -406,13 +406,20 @@ class RetryFailed(Event):
     batch_id: Annotated[str, Length(200)] | None = None
     video_id: Id | None = None
     group_id: Id | None = None
-    kind: TargetKind | None = None
+    # A kind's name (checked against the kinds in semantic_problem: an enum
+    # here could not also allow null in the JSON Schema of TargetKind.json).
+    kind: Annotated[str, Length(64, 1), Pattern(r"^[a-z_]+$")] | None = None
     since: Timestamp | None = None
     limit: Annotated[int, Range(1, 1_000_000)] | None = None
 
     @property
     def key(self) -> str:
         return self.command_id
+
+    def semantic_problem(self) -> str | None:
+        if self.kind is not None and self.kind not in TARGET_KINDS:
+            return f"kind {self.kind!r} is not a kind of image (known: {', '.join(TARGET_KINDS)})"
+        return None
 
 
 @dataclass(frozen=True)
