@@ -292,7 +292,7 @@ def _switch_command(event_type: str, verb: str) -> click.Command:
     def switch(what: str, reason: str | None, as_json: bool) -> None:
         from regen.cli import operator
 
-        _publish_command(operator.make_command(event_type, {"reason": reason}), as_json)
+        _publish_command(operator.make_command(event_type, {"lane": what, "reason": reason}), as_json)
 
     switch.__doc__ = (f"{verb.capitalize()} background rendering on every worker (imports' thumbnails, idle "
                       "composites); requests for images still render.")

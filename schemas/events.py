@@ -380,7 +380,7 @@ class GenerationRequested(Event):
 CommandId = Annotated[str, Length(100, 1), Pattern(ID_PATTERN)]
 Operator = Annotated[str, Length(200)]  # who asked: a user name, "http admin", ... (audit only, never trusted)
 CommandReason = Annotated[str, Length(2000)]
-# Pause and resume share one key, so they are ordered in one partition and the latest wins.
+# Pause and resume are keyed by their lane, "background": ordered in one partition, the latest wins.
 BACKGROUND_KEY = "background"
 MAX_REDRIVE_PARTITIONS = 10000
 
@@ -451,11 +451,12 @@ class BackgroundPaused(Event):
     command_id: CommandId
     requested_at: Timestamp
     requested_by: Operator
+    lane: Literal["background"]  # the one lane there is to pause; also the key, so the switches share a partition
     reason: CommandReason | None = None
 
     @property
     def key(self) -> str:
-        return BACKGROUND_KEY
+        return self.lane
 
 
 @dataclass(frozen=True)
@@ -464,11 +465,12 @@ class BackgroundResumed(Event):
     command_id: CommandId
     requested_at: Timestamp
     requested_by: Operator
+    lane: Literal["background"]  # the one lane there is to pause; also the key, so the switches share a partition
     reason: CommandReason | None = None
 
     @property
     def key(self) -> str:
-        return BACKGROUND_KEY
+        return self.lane
 
 
 @dataclass(frozen=True)

@@ -170,11 +170,12 @@ def test_a_cancel_counts_as_failed_in_the_targets_variant():
 # --- pause and resume ----------------------------------------------------------------
 
 def paused(command_id: str, at: str = AT) -> BackgroundPaused:
-    return BackgroundPaused(command_id=command_id, requested_at=at, requested_by="ops", reason="maintenance")
+    return BackgroundPaused(command_id=command_id, requested_at=at, requested_by="ops", lane="background",
+                            reason="maintenance")
 
 
 def resumed(command_id: str) -> BackgroundResumed:
-    return BackgroundResumed(command_id=command_id, requested_at=AT, requested_by="ops2")
+    return BackgroundResumed(command_id=command_id, requested_at=AT, requested_by="ops2", lane="background")
 
 
 def test_the_latest_switch_wins():

@@ -65,8 +65,8 @@ VALID = {
     RetryFailed: RetryFailed("cmd-1", AT, "ops@host", reason="sources fixed", batch_id="b1", video_id="v1",
                              group_id="case-1", kind="thumbnail", since=AT, limit=100),
     CancelRequested: CancelRequested("cmd-2", AT, "ops@host", "batch", "b1", reason="wrong folder"),
-    BackgroundPaused: BackgroundPaused("cmd-3", AT, "ops@host", reason="maintenance"),
-    BackgroundResumed: BackgroundResumed("cmd-4", AT, "ops@host"),
+    BackgroundPaused: BackgroundPaused("cmd-3", AT, "ops@host", "background", reason="maintenance"),
+    BackgroundResumed: BackgroundResumed("cmd-4", AT, "ops@host", "background"),
     DeadLettersRedriven: DeadLettersRedriven("cmd-5", AT, "ops@host", {"0": 12, "3": 0}, reason="variant added",
                                              since=AT, event_type="dev.regen.ImageRequested.v1"),
 }
