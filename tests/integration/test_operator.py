@@ -69,9 +69,10 @@ async def outcomes_after(settings, bootstrap, start: dict[int, int], want: set[s
 def test_retry_failed_batch_turns_every_failure_into_a_success_on_two_workers(start_worker, tmp_path):
     media = tmp_path / "media"
     photos = make_photos(media, 8)
-    first = start_worker(REGEN_MEDIA_ROOTS=str(media), REGEN_PREGENERATE_VARIANTS="h200.jpg")
+    first = start_worker(REGEN_MEDIA_ROOTS=str(media), REGEN_PREGENERATE_VARIANTS="h200.jpg",
+                         REGEN_STATE_DIR=str(tmp_path / "state0"))
     second = start_worker(REGEN_MEDIA_ROOTS=str(media), REGEN_PREGENERATE_VARIANTS="h200.jpg",
-                          REGEN_WEB_PORT=str(free_port()))
+                          REGEN_STATE_DIR=str(tmp_path / "state1"), REGEN_WEB_PORT=str(free_port()))
     settings, bootstrap = first.settings, first.env["KAFKA_BOOTSTRAP_SERVERS"]
     ids = ids_covering(settings.partitions, len(photos), "retry-")
     events = [replace(s.event, asset_id=asset_id) for s, asset_id in zip(scan(photos, [media], "B"), ids, strict=True)]
