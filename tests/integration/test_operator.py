@@ -21,6 +21,8 @@ from regen.streams.publisher import Publisher
 from regen.streams.results import end_offsets, follow_completions, read_records
 from regen.streams.topics import (
     ASSETS_IMPORTED,
+    CONTROL,
+    CONTROL_PARTITIONS,
     DEADLETTER,
     GROUP_PROGRESS,
     IMAGES_RESULTS,
@@ -198,10 +200,28 @@ def test_pause_holds_background_work_cancel_empties_a_queued_batch_and_resume_fi
     assert worker.get("/control/background", token="reader")[1]["paused"] is False
 
 
-def test_admin_commands_are_off_without_an_admin_token(start_worker):
+def test_admin_commands_are_off_without_an_admin_token_and_poison_commands_are_dead_lettered(start_worker):
     worker = start_worker(REGEN_WEB_TOKEN="reader")
     status, answer = post(worker, "/admin/retry", {}, "reader")
     assert status == 404 and "REGEN_ADMIN_TOKEN" in answer["error"]
+
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    forged = orjson.dumps({"command_id": "../x", "requested_at": "now", "requested_by": "x", "up_to": {"a": -1}})
+
+    async def publish_poison() -> None:
+        async with Publisher(settings, bootstrap, source="tests") as publisher:
+            for spec in (CONTROL, CONTROL_PARTITIONS):
+                await publisher.send_raw(spec, b"poison", forged, [("ce_type", b"dev.regen.DeadLettersRedriven.v1")])
+
+    run(publish_poison())
+
+    def dead_lettered():
+        letters = run(read_records(settings, bootstrap, DEADLETTER, idle_timeout=1.0))
+        return {header(r.headers, "kafka_dlt-original-topic") for r in letters} >= \
+            {topic_name(settings, CONTROL), topic_name(settings, CONTROL_PARTITIONS)}
+
+    assert eventually(dead_lettered, timeout=30, interval=1.0), worker.tail(40)
+    assert worker.get("/health")[0] == 200
 
 
 def test_redrive_publishes_dead_letters_again_once_their_cause_is_fixed(start_worker, tmp_path):
