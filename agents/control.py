@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -84,6 +85,8 @@ log = logging.getLogger(__name__)
 WATCH_FETCH_S = 0.5
 # A failed background watch starts again after this (doubling to the cap).
 WATCH_RESTART_FIRST_S, WATCH_RESTART_MAX_S = 0.5, 15.0
+# Rows a cancel looks at: those it may cancel, and those it cancelled (a copy delivered again).
+CANCEL_ROWS = frozenset({"pending", "retrying", "cancelled"})
 # Sends of one command that are in flight at once (retries, cancels, redriven records).
 SEND_CHUNK = 200
 
@@ -167,12 +170,12 @@ async def apply_command(ctx: WorkerContext, command: Event, partition: int, boot
         await _apply_redrive(ctx, command, partition, bootstrap)
 
 
-def _jobs_of_partition(ctx: WorkerContext, partition: int, statuses: frozenset[str]) -> list[JobState]:
-    """This partition's jobs in one of ``statuses`` (a cheap look at the raw
-    row first: most jobs are completed and need no decoding)."""
+def _jobs_of_partition(ctx: WorkerContext, partition: int, wanted: Callable[[dict], bool]) -> list[JobState]:
+    """This partition's jobs whose raw row ``wanted`` picks (a cheap look at
+    the row first: most jobs are completed and need no typed decoding)."""
     found = []
     for _, row in list(ctx.tables.jobs.items()):
-        if not isinstance(row, dict) or row.get("status") not in statuses:
+        if not isinstance(row, dict) or not wanted(row):
             continue
         job = JobState.from_dict(row)
         if job is not None and partition_for(job.target_id, ctx.settings.partitions) == partition:
@@ -200,8 +203,8 @@ async def _apply_retry(ctx: WorkerContext, command: RetryFailed, partition: int)
     (an identical render), never zero times."""
     marker = retry_marker(command.command_id)
     # Failed jobs, and any that carry the marker (they count against the quota).
-    rows = _jobs_of_partition(ctx, partition, frozenset({"failed", "pending", "running", "retrying", "completed",
-                                                          "cancelled", "superseded"}))
+    rows = _jobs_of_partition(ctx, partition, lambda row: row.get("status") == "failed"
+                              or marker in (row.get("request_ids") or ()))
     chosen = select_retries(rows, lambda job: _facts(ctx, job), command, partition, ctx.settings.partitions)
     for chunk in _chunks(chosen):
         await asyncio.gather(*(ctx.emit(IMAGES_REQUESTED, ImageRequested(
@@ -230,7 +233,7 @@ async def _apply_cancel(ctx: WorkerContext, command: CancelRequested, partition:
         rows = [row] if row is not None and partition_for(row.target_id, ctx.settings.partitions) == partition \
             else []
     else:
-        rows = _jobs_of_partition(ctx, partition, frozenset({"pending", "retrying", "cancelled"}))
+        rows = _jobs_of_partition(ctx, partition, lambda row: row.get("status") in CANCEL_ROWS)
     outcomes = []
     for job in rows:
         if job.status == "cancelled" and tag in (job.error or ""):
