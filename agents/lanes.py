@@ -94,6 +94,9 @@ class PartitionFollower:
         self._idle = asyncio.Event()  # no batch in flight
         self._idle.set()
         self._stopping = False
+        # True while the lane must take nothing new (background paused by an
+        # operator: agents/control.py); its records wait, uncommitted.
+        self.held: Callable[[], bool] = lambda: False
 
     # --- what Faust tells the lane -------------------------------------------
 
@@ -147,7 +150,7 @@ class PartitionFollower:
         wanted = self.owned()
         if wanted != self.assigned or self._assigned_at != self.rebalances:
             await self._assign(consumer, wanted)
-        if not self.assigned:
+        if not self.assigned or self.held():
             await asyncio.sleep(FETCH_WAIT_S)
             return
         fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000), max_records=self.batch_size)

@@ -192,6 +192,11 @@ def _start(ctx: WorkerContext, job: RenderJob) -> str | Completion | None:
     its completion may never have reached the results topic."""
     at = now_iso()
     current = JobState.from_dict(ctx.tables.jobs.get(job.job_id))
+    if current is not None and current.status == "cancelled":
+        # An operator cancelled it (agents/control.py), which already said so
+        # on the results topic: skipped like a superseded job, forced or not.
+        log.info("job %s was cancelled: not rendered", job.job_id)
+        return None
     if current is not None and current.status in ("completed", "failed") and not job.force:
         return stored_outcome(current, request_ids=current.request_ids, at=current.finished_at or at,
                               cache_hit=False)

@@ -67,7 +67,7 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # What /health tells anyone who asks (it needs no token): readiness and the
 # render pool, not settings, paths, process ids or host names.
 PUBLIC_HEALTH_FIELDS = ("status", "uptime_s", "broker_unreachable_s", "render_processes",
-                        "render_processes_replaced")
+                        "render_processes_replaced", "background_paused")
 
 
 def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict],

@@ -10,7 +10,9 @@ from typing import cast
 
 import faust
 
+from regen.agents.admin_views import register_admin_views
 from regen.agents.context import WorkerContext
+from regen.agents.control import register_control
 from regen.agents.groups import register_groups
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.image_views import register_image_views
@@ -32,6 +34,7 @@ from regen.settings import Settings
 from regen.streams.admin import cluster_id, ensure_topics
 from regen.streams.app import create_app
 from regen.streams.connection import bootstrap_servers
+from regen.streams.topics import RENDER_BACKGROUND
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_progress(ctx)
     register_groups(ctx)
     register_webhooks(ctx)
+    background = register_control(ctx, bootstrap, next(lane for lane in lanes if lane.spec is RENDER_BACKGROUND))
     broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 
@@ -72,12 +76,14 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                 "uptime_s": round(time.time() - started, 1),
                 "broker_unreachable_s": None if unreachable_s is None else round(unreachable_s, 1),
                 "render_processes": len(ctx.pool.live_pids()),
-                "render_processes_replaced": ctx.pool.replaced}
+                "render_processes_replaced": ctx.pool.replaced,
+                "background_paused": background.state.paused, "background": background.describe()}
 
     ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
     register_image_views(ctx)  # before register_views: its route comes before the store paths' /images/{path}
     register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity)
     register_live(ctx)
+    register_admin_views(ctx, bootstrap, background)
     return ctx
 
 

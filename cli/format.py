@@ -150,3 +150,15 @@ def format_deadletters(rows: list[dict[str, Any]], total: int) -> str:
 
 def format_duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def format_background(data: dict[str, Any]) -> str:
+    """The background switch as a worker knows it (GET /control/background)."""
+    if not data.get("known", True):
+        return "background rendering: not known yet (the worker is still reading the control topic; held meanwhile)"
+    if not data.get("paused"):
+        since = f" (resumed {data['since']} by {data.get('by') or '?'})" if data.get("since") else ""
+        return f"background rendering: running{since}"
+    why = f"\nreason: {data['reason']}" if data.get("reason") else ""
+    return (f"background rendering: PAUSED since {data.get('since')} by {data.get('by') or '?'} "
+            f"(command {data.get('command_id')}){why}\nresume with `regen resume background`")

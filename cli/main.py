@@ -179,8 +179,26 @@ def publish(event_type: str, body: str) -> None:
 @cli.command()
 @click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many (the newest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per dead letter.")
-def deadletters(limit: int, as_json: bool) -> None:
-    """List events that could not be processed, with where they came from and why."""
+@click.option("--redrive", is_flag=True, help="Publish the dead letters again to the topics they came from "
+              "(a DeadLettersRedriven command: only those there now; still-poison ones come back).")
+@click.option("--since", help="With --redrive: only those dead-lettered at or after this time (ISO 8601, UTC "
+                              "unless stated).")
+@click.option("--type", "event_type", metavar="CE_TYPE",
+              help="With --redrive: only those of this CloudEvents type, e.g. dev.regen.ImageRequested.v1.")
+@click.option("--reason", help="With --redrive: why, for the audit trail.")
+@click.option("--dry-run", is_flag=True, help="With --redrive: list what would be redriven and publish nothing.")
+def deadletters(limit: int, as_json: bool, redrive: bool, since: str | None, event_type: str | None,
+                reason: str | None, dry_run: bool) -> None:
+    """List events that could not be processed, with where they came from and why.
+
+    With --redrive, publish them again once their cause is fixed (a
+    variant configured, a bug deployed): each worker redrives the dead
+    letters of its own partitions, with a header naming the command.
+    """
+    if redrive:
+        return _redrive(since, event_type, reason, dry_run, as_json)
+    if since or event_type or reason or dry_run:
+        raise click.UsageError("--since, --type, --reason and --dry-run go with --redrive")
     from regen.streams.connection import bootstrap_servers
     from regen.streams.results import read_records
     from regen.streams.topics import DEADLETTER
@@ -193,6 +211,117 @@ def deadletters(limit: int, as_json: bool) -> None:
             click.echo(orjson.dumps(row).decode())
     else:
         click.echo(fmt.format_deadletters(rows, total=len(records)))
+
+
+# --- operator commands (each an event on the control topic: cli/operator.py) ------------
+
+def _publish_command(command, as_json: bool, dry_run: bool = False) -> None:
+    from regen.cli import operator
+
+    if dry_run:
+        click.echo(orjson.dumps({"would_publish": type(command).__name__, "command": command.to_dict()}).decode()
+                   if as_json else f"would publish {type(command).__name__}: "
+                                   f"{orjson.dumps(command.to_dict()).decode()}\n(--dry-run: nothing published)")
+        return
+    ce_id = asyncio.run(operator.publish_command(_settings(), command))
+    click.echo(orjson.dumps({"published": type(command).__name__, "ce_id": ce_id, "command": command.to_dict()}
+                            ).decode() if as_json else operator.describe_published(command, ce_id))
+
+
+@cli.command()
+@click.option("--failed", is_flag=True, help="Retry failed jobs (required: the one kind of retry there is).")
+@click.option("--batch", "batch_id", help="Only thumbnails of assets imported in this batch.")
+@click.option("--video", "video_id", help="Only composites of this video's annotations.")
+@click.option("--group", "group_id", help="Only members of this group.")
+@click.option("--kind", type=click.Choice(list(KINDS)), help="Only targets of this kind.")
+@click.option("--since", help="Only jobs that failed at or after this time (ISO 8601, UTC unless stated).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000),
+              help="At most this many jobs in all (split evenly over the partitions, oldest failures first).")
+@click.option("--reason", help="Why, for the audit trail.")
+@click.option("--dry-run", is_flag=True, help="Print the command that would be published and publish nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def retry(failed: bool, batch_id: str | None, video_id: str | None, group_id: str | None, kind: str | None,
+          since: str | None, limit: int | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
+    """Render failed jobs again, e.g. after their sources were fixed.
+
+    \b
+    A job is retried when ALL of these hold:
+      its status is failed (not cancelled or superseded),
+      it is the job of its target's current revision,
+      --batch: its asset was imported with that batch id,
+      --video: its annotation belongs to that video,
+      --group: its target belongs to that group,
+      --kind: its target is of that kind,
+      --since: it failed (finished) at or after that time.
+    Each is asked for again as a forced background request (request id
+    retry.<command id>). Without filters: every failed job.
+    """
+    from regen.cli import operator
+
+    if not failed:
+        raise click.UsageError("say --failed: failed jobs are what this retries (one target: `regen get KIND ID "
+                               "--force`; everything: `regen replay --force`)")
+    command = operator.make_command("RetryFailed", {
+        "batch_id": batch_id, "video_id": video_id, "group_id": group_id, "kind": kind, "limit": limit,
+        "since": operator.iso_time(since) if since else None, "reason": reason})
+    _publish_command(command, as_json, dry_run)
+
+
+@cli.command()
+@click.argument("scope", type=click.Choice(["job", "batch", "group"]))
+@click.argument("entity_id", metavar="ID")
+@click.option("--reason", help="Why, for the audit trail.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def cancel(scope: str, entity_id: str, reason: str | None, as_json: bool) -> None:
+    """Cancel a job, or every job of a batch or group not yet rendering.
+
+    Pending and retrying jobs end as cancelled (ImageFailed reason
+    cancelled: their batch and group finish, counting them failed);
+    a job already rendering finishes. ID: a job id
+    (thumbnail:<asset>:<variant>:r<revision>), a batch id or a group id.
+    """
+    from regen.cli import operator
+
+    _publish_command(operator.make_command("CancelRequested", {"scope": scope, "id": entity_id, "reason": reason}),
+                     as_json)
+
+
+def _switch_command(event_type: str, verb: str) -> click.Command:
+    @click.argument("what", type=click.Choice(["background"]))
+    @click.option("--reason", help="Why, for the audit trail.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+    def switch(what: str, reason: str | None, as_json: bool) -> None:
+        from regen.cli import operator
+
+        _publish_command(operator.make_command(event_type, {"lane": what, "reason": reason}), as_json)
+
+    switch.__doc__ = (f"{verb.capitalize()} background rendering on every worker (imports' thumbnails, idle "
+                      "composites); requests for images still render.")
+    return click.command(verb)(switch)
+
+
+cli.add_command(_switch_command("BackgroundPaused", "pause"))
+cli.add_command(_switch_command("BackgroundResumed", "resume"))
+
+
+def _redrive(since: str | None, event_type: str | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
+    from regen.cli import operator
+
+    settings = _settings()
+    command = asyncio.run(operator.redrive_command(settings, {
+        "since": operator.iso_time(since) if since else None, "event_type": event_type, "reason": reason}))
+    if dry_run:
+        chosen = asyncio.run(operator.redrive_preview(settings, command))
+        if as_json:
+            click.echo(orjson.dumps({"would_publish": "DeadLettersRedriven", "command": command.to_dict(),
+                                     "letters": chosen}).decode())
+        else:
+            click.echo(f"would redrive {len(chosen)} dead letter(s):")
+            for row in chosen[:50]:
+                click.echo(f"  deadletter[{row['partition']}]@{row['offset']} {row['ce_type'] or '-'} -> {row['to']}")
+            click.echo("(--dry-run: nothing published)")
+        return
+    _publish_command(command, as_json)
 
 
 # --- on demand ---------------------------------------------------------------------
@@ -341,6 +470,13 @@ def _add_status_query(name: str, route: str, formatter, help_text: str) -> None:
 
 for _query in _STATUS_QUERIES:
     _add_status_query(*_query)
+
+
+@status.command("background")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_background(as_json: bool) -> None:
+    """Whether background rendering is paused: since when, by whom, why."""
+    _show("/control/background", as_json, fmt.format_background)
 
 
 def _show(path: str, as_json: bool, formatter) -> None:

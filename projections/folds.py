@@ -108,8 +108,10 @@ def job_failed(state: JobState | None, event: ImageFailed) -> JobState:
     base = state or _job_from_completion(event, event.failed_at)
     if base.status == "completed":
         return base  # a duplicate failure of an attempt that later succeeded
+    # An operator's cancel (projections/control.py) ends the job without an image, under a status of its own.
     return base.evolve(
-        status="failed", attempts=max(base.attempts, event.attempts), finished_at=event.failed_at,
+        status="cancelled" if event.reason == "cancelled" else "failed",
+        attempts=max(base.attempts, event.attempts), finished_at=event.failed_at,
         updated_at=event.failed_at, error=event.error, error_code=event.error_code, reason=event.reason,
         request_ids=_merge_ids(base.request_ids, event.request_ids),
     )

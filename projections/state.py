@@ -33,8 +33,9 @@ _malformed_rows = ThrottledLog(log)
 
 # Row timestamps stay plain strings: whatever reads one (the sweeper's clock)
 # copes with one it cannot parse, and events' timestamps were checked already.
-JobStatus = Literal["pending", "running", "retrying", "completed", "failed", "superseded"]
-TERMINAL = frozenset({"completed", "failed", "superseded"})
+# cancelled: an operator cancelled it before it rendered (agents/control.py); done, never rendered.
+JobStatus = Literal["pending", "running", "retrying", "completed", "failed", "superseded", "cancelled"]
+TERMINAL = frozenset({"completed", "failed", "superseded", "cancelled"})
 
 
 class Record:
@@ -94,7 +95,7 @@ class JobState(Record):
     finished_at: str | None = None
     error: ErrorText | None = None
     error_code: str | None = None
-    reason: Literal["permanent", "exhausted", "timeout"] | None = None
+    reason: Literal["permanent", "exhausted", "timeout", "cancelled"] | None = None
     output: OutputDict | None = None
     render_ms: Milliseconds | None = None
     cache_hit: bool = False

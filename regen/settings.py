@@ -41,6 +41,7 @@ ENVIRONMENT: dict[str, str] = {
     "web_host": "REGEN_WEB_HOST",
     "web_port": "REGEN_WEB_PORT",
     "web_token": "REGEN_WEB_TOKEN",
+    "admin_token": "REGEN_ADMIN_TOKEN",
     "web_debug_endpoints": "REGEN_WEB_DEBUG_ENDPOINTS",
     "web_allow_anonymous": "REGEN_WEB_ALLOW_ANONYMOUS",
     "advertised_url": "REGEN_ADVERTISED_URL",
@@ -92,7 +93,7 @@ ENVIRONMENT: dict[str, str] = {
     "image_placeholder": "REGEN_IMAGE_PLACEHOLDER",
 }
 
-SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
+SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret", "admin_token"})
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -125,6 +126,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_token: str = ""
+    # Bearer token of the operator commands over HTTP (POST /admin/...,
+    # agents/admin_views.py); empty: they are off. Never the read token.
+    admin_token: str = ""
     web_debug_endpoints: bool = False
     # Serve the API on a non-loopback address without a token: only when the
     # network in front of it is trusted, so it has to be asked for by name.
@@ -267,6 +271,9 @@ class Settings:
         if self.partitions < 1:
             raise ConfigError(f"{ENVIRONMENT['partitions']}={self.partitions}: must be at least 1")
         self._validate_kafka_security()
+        if self.admin_token and self.admin_token == self.web_token:
+            raise ConfigError(f"{ENVIRONMENT['admin_token']} equals {ENVIRONMENT['web_token']}: anyone who may read "
+                              f"could then command; set {ENVIRONMENT['admin_token']} to a different long random string")
         if self.advertised_url:
             _check_advertised_url(self.advertised_url)
         if self.render_processes < 1:

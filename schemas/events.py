@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Annotated, Any, ClassVar, Literal
 
 from regen.schemas.bounds import (
+    ID_PATTERN,
     INT32_MAX,
     Coordinate,
     Count,
@@ -49,8 +50,9 @@ def _target_kinds() -> tuple[str, ...]:
 
 TARGET_KINDS = _target_kinds()
 TargetKind = Annotated[str, OneOf(TARGET_KINDS)]
-# permanent: no retry can help; exhausted: retries ran out; timeout: killed at the render timeout, every attempt
-FailureReason = Literal["permanent", "exhausted", "timeout"]
+# permanent: no retry can help; exhausted: retries ran out; timeout: killed at the render timeout, every attempt;
+# cancelled: an operator cancelled the job before it rendered (CancelRequested), so it is done, never rendered
+FailureReason = Literal["permanent", "exhausted", "timeout", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,141 @@ class GenerationRequested(Event):
         return self.target_id
 
 
+# --- operator commands (the control topic) ---------------------------------------
+#
+# Every operator action is one of these on the ``control`` topic, so a replay
+# of the topic reproduces what was done and every worker obeys the same
+# record (agents/control.py applies them; README "Operator commands").
+
+CommandId = Annotated[str, Length(100, 1), Pattern(ID_PATTERN)]
+Operator = Annotated[str, Length(200)]  # who asked: a user name, "http admin", ... (audit only, never trusted)
+CommandReason = Annotated[str, Length(2000)]
+# Pause and resume are keyed by their lane, "background": ordered in one partition, the latest wins.
+BACKGROUND_KEY = "background"
+MAX_REDRIVE_PARTITIONS = 10000
+
+
+@dataclass(frozen=True)
+class RetryFailed(Event):
+    """Render again every failed job that matches ALL the given filters.
+
+    A job matches when its status is ``failed`` (not cancelled, superseded
+    or anything else), it is the job of its target's current revision, and:
+    ``batch_id`` equals the target's import batch (thumbnails); ``video_id``
+    the annotation's video (composites); ``group_id`` the target's group;
+    ``kind`` the target's kind; ``since``: the job failed at or after that
+    time (its ``finished_at``). ``limit``: at most this many jobs in all
+    (each of the P partitions retries at most limit // P of its matches,
+    one more for partitions below limit % P, oldest failures first)."""
+
+    ce_type: ClassVar[str] = "dev.regen.RetryFailed.v1"
+    command_id: CommandId
+    requested_at: Timestamp
+    requested_by: Operator
+    reason: CommandReason | None = None
+    batch_id: Annotated[str, Length(200)] | None = None
+    video_id: Id | None = None
+    group_id: Id | None = None
+    # A kind's name (checked against the kinds in semantic_problem: an enum
+    # here could not also allow null in the JSON Schema of TargetKind.json).
+    kind: Annotated[str, Length(64, 1), Pattern(r"^[a-z_]+$")] | None = None
+    since: Timestamp | None = None
+    limit: Annotated[int, Range(1, 1_000_000)] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.command_id
+
+    def semantic_problem(self) -> str | None:
+        if self.kind is not None and self.kind not in TARGET_KINDS:
+            return f"kind {self.kind!r} is not a kind of image (known: {', '.join(TARGET_KINDS)})"
+        return None
+
+
+@dataclass(frozen=True)
+class CancelRequested(Event):
+    """Cancel the jobs not yet rendering: one job (``scope`` job, ``id`` a job
+    id), or every pending or retrying job of an import batch or a group.
+    A cancelled job is done without an image: ImageFailed reason
+    ``cancelled``."""
+
+    ce_type: ClassVar[str] = "dev.regen.CancelRequested.v1"
+    command_id: CommandId
+    requested_at: Timestamp
+    requested_by: Operator
+    scope: Literal["job", "batch", "group"]
+    id: Annotated[str, Length(200, 1)]
+    reason: CommandReason | None = None
+
+    @property
+    def key(self) -> str:
+        return self.command_id
+
+
+@dataclass(frozen=True)
+class BackgroundPaused(Event):
+    """Every worker stops taking background render jobs (imports' thumbnails,
+    idle composites) until BackgroundResumed; requests still render."""
+
+    ce_type: ClassVar[str] = "dev.regen.BackgroundPaused.v1"
+    command_id: CommandId
+    requested_at: Timestamp
+    requested_by: Operator
+    lane: Literal["background"]  # the one lane there is to pause; also the key, so the switches share a partition
+    reason: CommandReason | None = None
+
+    @property
+    def key(self) -> str:
+        return self.lane
+
+
+@dataclass(frozen=True)
+class BackgroundResumed(Event):
+    ce_type: ClassVar[str] = "dev.regen.BackgroundResumed.v1"
+    command_id: CommandId
+    requested_at: Timestamp
+    requested_by: Operator
+    lane: Literal["background"]  # the one lane there is to pause; also the key, so the switches share a partition
+    reason: CommandReason | None = None
+
+    @property
+    def key(self) -> str:
+        return self.lane
+
+
+@dataclass(frozen=True)
+class DeadLettersRedriven(Event):
+    """Publish dead letters again to the topic they came from: those of each
+    dead-letter partition below its offset in ``up_to`` (partition number as
+    text -> offset; the end offsets when the command was made, so a replay
+    redrives the same records, never newer ones), dead-lettered at or after
+    ``since``, of CloudEvents type ``event_type`` if given."""
+
+    ce_type: ClassVar[str] = "dev.regen.DeadLettersRedriven.v1"
+    command_id: CommandId
+    requested_at: Timestamp
+    requested_by: Operator
+    up_to: dict[str, Count]
+    reason: CommandReason | None = None
+    since: Timestamp | None = None
+    event_type: Annotated[str, Length(200)] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.command_id
+
+    def semantic_problem(self) -> str | None:
+        if len(self.up_to) > MAX_REDRIVE_PARTITIONS:
+            return f"up_to names {len(self.up_to)} partitions; at most {MAX_REDRIVE_PARTITIONS}"
+        odd = next((k for k in self.up_to if not (k.isascii() and k.isdigit() and len(k) <= 5)), None)
+        if odd is not None:
+            return f"up_to key {odd[:20]!r} is not a partition number"
+        return None
+
+
+CONTROL_COMMANDS = (RetryFailed, CancelRequested, BackgroundPaused, BackgroundResumed, DeadLettersRedriven)
+
+
 PUBLIC_EVENTS = (BoundaryChanged, AssetImported, ImageRequested, ImageGenerated, ImageFailed, SegmentationChanged,
-                 GenerationRequested, GroupDeclared, GroupProgress, GroupFinished, Stuck)
+                 GenerationRequested, GroupDeclared, GroupProgress, GroupFinished, Stuck, *CONTROL_COMMANDS)
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in PUBLIC_EVENTS}

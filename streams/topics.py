@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from aiokafka.partitioner import murmur2
 
 from regen.schemas.events import (
+    CONTROL_COMMANDS,
     AssetImported,
     BoundaryChanged,
+    CancelRequested,
+    DeadLettersRedriven,
     Event,
     GenerationRequested,
     GroupDeclared,
@@ -23,6 +26,7 @@ from regen.schemas.events import (
     ImageFailed,
     ImageGenerated,
     ImageRequested,
+    RetryFailed,
     SegmentationChanged,
     Stuck,
 )
@@ -71,6 +75,16 @@ GROUP_PROGRESS = TopicSpec("groups.progress", (GroupProgress, GroupFinished),
 ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups, for operators' tools", consumed=False)
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason",
                        consumed=False)
+# Operator commands (agents/control.py). ``control`` is public: the CLI and
+# the admin API publish there, and replaying it reproduces what was done.
+# Each command that touches rows is copied to every partition of
+# ``control.partitions`` (as many partitions as the tables, so Faust gives
+# partition p to the owner of the tables' partition p), which applies it to
+# its own rows.
+CONTROL = TopicSpec("control", CONTROL_COMMANDS,
+                    description="operator commands: retry, cancel, pause/resume background, redrive dead letters")
+CONTROL_PARTITIONS = TopicSpec("control.partitions", (RetryFailed, CancelRequested, DeadLettersRedriven), WEEK_MS,
+                               "each operator command copied to every partition, applied there by its owner")
 
 ALL_TOPICS = (
     ASSETS_IMPORTED,
@@ -90,6 +104,8 @@ ALL_TOPICS = (
     DEADLETTER,
     SEGMENTATIONS_CHANGED,
     GENERATIONS_REQUESTED,
+    CONTROL,
+    CONTROL_PARTITIONS,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED, GENERATIONS_REQUESTED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
@@ -108,6 +124,7 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     Stuck: ALERTS,
     SegmentationChanged: SEGMENTATIONS_CHANGED,
     GenerationRequested: GENERATIONS_REQUESTED,
+    **{command: CONTROL for command in CONTROL_COMMANDS},
 }
 
 

@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 from regen.schemas.events import (
     AssetImported,
+    BackgroundPaused,
+    BackgroundResumed,
     BoundaryChanged,
+    CancelRequested,
+    DeadLettersRedriven,
     GenerationRequested,
     GroupDeclared,
     GroupFinished,
@@ -20,6 +24,7 @@ from regen.schemas.events import (
     ImageGenerated,
     ImageRequested,
     Polygon,
+    RetryFailed,
     SegmentationChanged,
     Stuck,
     Target,
@@ -57,6 +62,13 @@ VALID = {
         source_sha256=SHA, colors={"cell": "#ff000080"}),
     GenerationRequested: GenerationRequested("g1", 2, "local", "a red kite", {"width": 512, "style": None},
                                              group_id="case-7"),
+    RetryFailed: RetryFailed("cmd-1", AT, "ops@host", reason="sources fixed", batch_id="b1", video_id="v1",
+                             group_id="case-1", kind="thumbnail", since=AT, limit=100),
+    CancelRequested: CancelRequested("cmd-2", AT, "ops@host", "batch", "b1", reason="wrong folder"),
+    BackgroundPaused: BackgroundPaused("cmd-3", AT, "ops@host", "background", reason="maintenance"),
+    BackgroundResumed: BackgroundResumed("cmd-4", AT, "ops@host", "background"),
+    DeadLettersRedriven: DeadLettersRedriven("cmd-5", AT, "ops@host", {"0": 12, "3": 0}, reason="variant added",
+                                             since=AT, event_type="dev.regen.ImageRequested.v1"),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]

@@ -43,5 +43,7 @@ test('the AsyncAPI document is valid and gives every event its channel, key and 
   assert.deepEqual(kind.enum(), kinds, 'TargetKind.json is resolved across files')
   assert.ok(addresses.has('{prefix}.deadletter'))
   const sends = document.operations().all().filter((o) => o.action() === 'send').map((o) => o.channels().all()[0]!.address())
-  assert.deepEqual(sends.sort(), Object.values(EVENTS).filter((r) => r.publishedByOthers).map((r) => `{prefix}.${r.topic}`).sort())
+  // One send operation per topic, however many events it carries (the control topic has five).
+  const published = new Set(Object.values(EVENTS).filter((r) => r.publishedByOthers).map((r) => `{prefix}.${r.topic}`))
+  assert.deepEqual(sends.sort(), [...published].sort())
 })

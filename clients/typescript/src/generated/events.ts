@@ -18,6 +18,32 @@ export interface AssetImported {
   group_id?: string | null
 }
 
+/** Operator command on the control topic: every worker stops taking background render jobs until BackgroundResumed; requests still render. Key: lane. */
+export interface BackgroundPaused {
+  /** unique per command; names it in logs, headers and the audit trail */
+  command_id: string
+  requested_at: string
+  /** who asked (audit trail only) */
+  requested_by: string
+  /** the lane paused or resumed (the one there is); also the key */
+  lane: "background"
+  /** why (audit trail only) */
+  reason?: string | null
+}
+
+/** Operator command on the control topic: background render jobs are taken again. Key: lane. */
+export interface BackgroundResumed {
+  /** unique per command; names it in logs, headers and the audit trail */
+  command_id: string
+  requested_at: string
+  /** who asked (audit trail only) */
+  requested_by: string
+  /** the lane paused or resumed (the one there is); also the key */
+  lane: "background"
+  /** why (audit trail only) */
+  reason?: string | null
+}
+
 /** An annotation's frame span moved: its combined (median) image is stale. Key: annotation_id. */
 export interface BoundaryChanged {
   annotation_id: string
@@ -30,6 +56,37 @@ export interface BoundaryChanged {
   source: string
   /** x, y, width, height */
   crop?: [number, number, number, number] | null
+}
+
+/** Operator command on the control topic: cancel one job, or every pending or retrying job of a batch or a group. Cancelled jobs end in ImageFailed with reason cancelled. Key: command_id. */
+export interface CancelRequested {
+  /** unique per command; names it in logs, headers and the audit trail */
+  command_id: string
+  requested_at: string
+  /** who asked (audit trail only) */
+  requested_by: string
+  /** why (audit trail only) */
+  reason?: string | null
+  scope: "job" | "batch" | "group"
+  /** a job id (kind:target:variant:rN), batch id or group id */
+  id: string
+}
+
+/** Operator command on the control topic: publish the matching dead letters again to their original topic. Key: command_id. */
+export interface DeadLettersRedriven {
+  /** unique per command; names it in logs, headers and the audit trail */
+  command_id: string
+  requested_at: string
+  /** who asked (audit trail only) */
+  requested_by: string
+  /** why (audit trail only) */
+  reason?: string | null
+  /** dead-letter partition (as text) -> the offset below which its records are redriven: the end offsets when the command was made */
+  up_to: Record<string, unknown>
+  /** only records dead-lettered at or after this time */
+  since?: string | null
+  /** only records whose ce_type header is this */
+  event_type?: string | null
 }
 
 /** Generate the image of a target from a prompt with a configured generator (REGEN_GENERATORS). A higher revision supersedes the target's older one; the same or a lower revision changes nothing. Key: target_id. */
@@ -95,7 +152,8 @@ export interface ImageFailed {
   variant: string
   revision: number
   job_id: string
-  reason: "permanent" | "exhausted" | "timeout"
+  /** permanent: no retry can help; exhausted: retries ran out; timeout: every attempt hit the render timeout; cancelled: an operator cancelled the job before it rendered (done, no image) */
+  reason: "permanent" | "exhausted" | "timeout" | "cancelled"
   error_code: string
   error: string
   attempts: number
@@ -143,6 +201,29 @@ export interface ImageRequested {
   force?: boolean
 }
 
+/** Operator command on the control topic: render again every failed job of its target's current revision that matches all the given filters. Key: command_id. */
+export interface RetryFailed {
+  /** unique per command; names it in logs, headers and the audit trail */
+  command_id: string
+  requested_at: string
+  /** who asked (audit trail only) */
+  requested_by: string
+  /** why (audit trail only) */
+  reason?: string | null
+  /** the target's import batch (thumbnails) */
+  batch_id?: string | null
+  /** the annotation's video (composites) */
+  video_id?: string | null
+  /** the target's group */
+  group_id?: string | null
+  /** the target's kind: one of TargetKind.json's */
+  kind?: string | null
+  /** only jobs that failed at or after this time */
+  since?: string | null
+  /** at most this many jobs in all (split evenly over the partitions, oldest failures first) */
+  limit?: number | null
+}
+
 /** An image's segmentation changed: its overlay (the image with the polygons filled and outlined) is stale. Points are pixel coordinates of the image as a viewer displays it, after its EXIF orientation is applied, at the stored file's full resolution: x rightwards, y downwards, (0, 0) the top-left corner of the top-left pixel. Key: asset_id. At most 10000 points in all (every ring of every polygon), checked by regen beyond this schema. */
 export interface SegmentationChanged {
   /** the image's asset id (the overlay's target id) */
@@ -182,7 +263,11 @@ export type TargetKind = "thumbnail" | "composite" | "overlay" | "generated"
 /** Every event regen's topics carry, by name. */
 export interface EventsByName {
   AssetImported: AssetImported
+  BackgroundPaused: BackgroundPaused
+  BackgroundResumed: BackgroundResumed
   BoundaryChanged: BoundaryChanged
+  CancelRequested: CancelRequested
+  DeadLettersRedriven: DeadLettersRedriven
   GenerationRequested: GenerationRequested
   GroupDeclared: GroupDeclared
   GroupFinished: GroupFinished
@@ -190,6 +275,7 @@ export interface EventsByName {
   ImageFailed: ImageFailed
   ImageGenerated: ImageGenerated
   ImageRequested: ImageRequested
+  RetryFailed: RetryFailed
   SegmentationChanged: SegmentationChanged
   Stuck: Stuck
 }
@@ -197,7 +283,7 @@ export interface EventsByName {
 export type EventName = keyof EventsByName
 
 /** The events publishers outside regen send (regen writes the others). */
-export type PublishableEventName = "AssetImported" | "BoundaryChanged" | "GenerationRequested" | "GroupDeclared" | "ImageRequested" | "SegmentationChanged"
+export type PublishableEventName = "AssetImported" | "BackgroundPaused" | "BackgroundResumed" | "BoundaryChanged" | "CancelRequested" | "DeadLettersRedriven" | "GenerationRequested" | "GroupDeclared" | "ImageRequested" | "RetryFailed" | "SegmentationChanged"
 
 /** What the results topic carries: the answer to an ImageRequested. */
 export type Completion = ImageFailed | ImageGenerated
@@ -224,6 +310,24 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
     "schemaId": "https://regen.dev/schemas/AssetImported.json",
     "publishedByOthers": true
   },
+  "BackgroundPaused": {
+    "ceType": "dev.regen.BackgroundPaused.v1",
+    "topic": "control",
+    "key": [
+      "lane"
+    ],
+    "schemaId": "https://regen.dev/schemas/BackgroundPaused.json",
+    "publishedByOthers": true
+  },
+  "BackgroundResumed": {
+    "ceType": "dev.regen.BackgroundResumed.v1",
+    "topic": "control",
+    "key": [
+      "lane"
+    ],
+    "schemaId": "https://regen.dev/schemas/BackgroundResumed.json",
+    "publishedByOthers": true
+  },
   "BoundaryChanged": {
     "ceType": "dev.regen.BoundaryChanged.v1",
     "topic": "annotations.boundaries",
@@ -231,6 +335,24 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
       "annotation_id"
     ],
     "schemaId": "https://regen.dev/schemas/BoundaryChanged.json",
+    "publishedByOthers": true
+  },
+  "CancelRequested": {
+    "ceType": "dev.regen.CancelRequested.v1",
+    "topic": "control",
+    "key": [
+      "command_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/CancelRequested.json",
+    "publishedByOthers": true
+  },
+  "DeadLettersRedriven": {
+    "ceType": "dev.regen.DeadLettersRedriven.v1",
+    "topic": "control",
+    "key": [
+      "command_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/DeadLettersRedriven.json",
     "publishedByOthers": true
   },
   "GenerationRequested": {
@@ -297,6 +419,15 @@ export const EVENTS: { readonly [Name in EventName]: EventRoute } = {
       "id"
     ],
     "schemaId": "https://regen.dev/schemas/ImageRequested.json",
+    "publishedByOthers": true
+  },
+  "RetryFailed": {
+    "ceType": "dev.regen.RetryFailed.v1",
+    "topic": "control",
+    "key": [
+      "command_id"
+    ],
+    "schemaId": "https://regen.dev/schemas/RetryFailed.json",
     "publishedByOthers": true
   },
   "SegmentationChanged": {
@@ -414,6 +545,118 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
       }
     }
   },
+  "https://regen.dev/schemas/BackgroundPaused.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/BackgroundPaused.json",
+    "title": "BackgroundPaused",
+    "description": "Operator command on the control topic: every worker stops taking background render jobs until BackgroundResumed; requests still render. Key: lane.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "command_id",
+      "requested_at",
+      "requested_by",
+      "lane"
+    ],
+    "properties": {
+      "command_id": {
+        "$ref": "#/$defs/command_id",
+        "description": "unique per command; names it in logs, headers and the audit trail"
+      },
+      "requested_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "requested_by": {
+        "type": "string",
+        "maxLength": 200,
+        "description": "who asked (audit trail only)"
+      },
+      "lane": {
+        "enum": [
+          "background"
+        ],
+        "description": "the lane paused or resumed (the one there is); also the key"
+      },
+      "reason": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 2000,
+        "description": "why (audit trail only)"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "command_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
+  "https://regen.dev/schemas/BackgroundResumed.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/BackgroundResumed.json",
+    "title": "BackgroundResumed",
+    "description": "Operator command on the control topic: background render jobs are taken again. Key: lane.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "command_id",
+      "requested_at",
+      "requested_by",
+      "lane"
+    ],
+    "properties": {
+      "command_id": {
+        "$ref": "#/$defs/command_id",
+        "description": "unique per command; names it in logs, headers and the audit trail"
+      },
+      "requested_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "requested_by": {
+        "type": "string",
+        "maxLength": 200,
+        "description": "who asked (audit trail only)"
+      },
+      "lane": {
+        "enum": [
+          "background"
+        ],
+        "description": "the lane paused or resumed (the one there is); also the key"
+      },
+      "reason": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 2000,
+        "description": "why (audit trail only)"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "command_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
   "https://regen.dev/schemas/BoundaryChanged.json": {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://regen.dev/schemas/BoundaryChanged.json",
@@ -478,6 +721,150 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "type": "string",
         "minLength": 1,
         "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
+  "https://regen.dev/schemas/CancelRequested.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/CancelRequested.json",
+    "title": "CancelRequested",
+    "description": "Operator command on the control topic: cancel one job, or every pending or retrying job of a batch or a group. Cancelled jobs end in ImageFailed with reason cancelled. Key: command_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "command_id",
+      "requested_at",
+      "requested_by",
+      "scope",
+      "id"
+    ],
+    "properties": {
+      "command_id": {
+        "$ref": "#/$defs/command_id",
+        "description": "unique per command; names it in logs, headers and the audit trail"
+      },
+      "requested_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "requested_by": {
+        "type": "string",
+        "maxLength": 200,
+        "description": "who asked (audit trail only)"
+      },
+      "reason": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 2000,
+        "description": "why (audit trail only)"
+      },
+      "scope": {
+        "enum": [
+          "job",
+          "batch",
+          "group"
+        ]
+      },
+      "id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "description": "a job id (kind:target:variant:rN), batch id or group id"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "command_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
+      }
+    }
+  },
+  "https://regen.dev/schemas/DeadLettersRedriven.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/DeadLettersRedriven.json",
+    "title": "DeadLettersRedriven",
+    "description": "Operator command on the control topic: publish the matching dead letters again to their original topic. Key: command_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "command_id",
+      "requested_at",
+      "requested_by",
+      "up_to"
+    ],
+    "properties": {
+      "command_id": {
+        "$ref": "#/$defs/command_id",
+        "description": "unique per command; names it in logs, headers and the audit trail"
+      },
+      "requested_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "requested_by": {
+        "type": "string",
+        "maxLength": 200,
+        "description": "who asked (audit trail only)"
+      },
+      "reason": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 2000,
+        "description": "why (audit trail only)"
+      },
+      "up_to": {
+        "type": "object",
+        "additionalProperties": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 9223372036854776000
+        },
+        "propertyNames": {
+          "pattern": "^[0-9]{1,5}$"
+        },
+        "description": "dead-letter partition (as text) -> the offset below which its records are redriven: the end offsets when the command was made"
+      },
+      "since": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40,
+        "description": "only records dead-lettered at or after this time"
+      },
+      "event_type": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 200,
+        "description": "only records whose ce_type header is this"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "command_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
         "pattern": "^[A-Za-z0-9._:@-]+$"
       }
     }
@@ -829,8 +1216,10 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "enum": [
           "permanent",
           "exhausted",
-          "timeout"
-        ]
+          "timeout",
+          "cancelled"
+        ],
+        "description": "permanent: no retry can help; exhausted: retries ran out; timeout: every attempt hit the render timeout; cancelled: an operator cancelled the job before it rendered (done, no image)"
       },
       "error_code": {
         "type": "string",
@@ -1104,6 +1493,112 @@ export const SCHEMAS: Readonly<Record<string, object>> = {
         "type": "string",
         "minLength": 1,
         "maxLength": 64
+      }
+    }
+  },
+  "https://regen.dev/schemas/RetryFailed.json": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://regen.dev/schemas/RetryFailed.json",
+    "title": "RetryFailed",
+    "description": "Operator command on the control topic: render again every failed job of its target's current revision that matches all the given filters. Key: command_id.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "command_id",
+      "requested_at",
+      "requested_by"
+    ],
+    "properties": {
+      "command_id": {
+        "$ref": "#/$defs/command_id",
+        "description": "unique per command; names it in logs, headers and the audit trail"
+      },
+      "requested_at": {
+        "$ref": "#/$defs/timestamp"
+      },
+      "requested_by": {
+        "type": "string",
+        "maxLength": 200,
+        "description": "who asked (audit trail only)"
+      },
+      "reason": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 2000,
+        "description": "why (audit trail only)"
+      },
+      "batch_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 200,
+        "description": "the target's import batch (thumbnails)"
+      },
+      "video_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$",
+        "description": "the annotation's video (composites)"
+      },
+      "group_id": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._:@-]+$",
+        "description": "the target's group"
+      },
+      "kind": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "minLength": 1,
+        "maxLength": 64,
+        "pattern": "^[a-z_]+$",
+        "description": "the target's kind: one of TargetKind.json's"
+      },
+      "since": {
+        "type": [
+          "string",
+          "null"
+        ],
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40,
+        "description": "only jobs that failed at or after this time"
+      },
+      "limit": {
+        "type": [
+          "integer",
+          "null"
+        ],
+        "minimum": 1,
+        "maximum": 1000000,
+        "description": "at most this many jobs in all (split evenly over the partitions, oldest failures first)"
+      }
+    },
+    "$defs": {
+      "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "minLength": 10,
+        "maxLength": 40
+      },
+      "command_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "pattern": "^[A-Za-z0-9._:@-]+$"
       }
     }
   },
