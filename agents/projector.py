@@ -7,6 +7,7 @@ import logging
 from regen.agents.context import WorkerContext
 from regen.agents.groups import announce_finished
 from regen.agents.handling import register_event_agent
+from regen.agents.lifecycle import announce_references
 from regen.kinds import KINDS
 from regen.projections import folds
 from regen.projections.state import JobState
@@ -46,6 +47,7 @@ async def _fold_into_target(ctx: WorkerContext, event: ImageGenerated | ImageFai
         ctx.put_state(kind, event.target.id, after)
         for announcement in kind.announcements(before, after):
             await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    await announce_references(ctx, kind, event.target.id, before, after, completion=event)
     # Even when the state did not change (a redelivered completion): the
     # group ignores what it knows, and must not miss a member's finish.
     await announce_finished(ctx, kind, after, event)

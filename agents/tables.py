@@ -41,7 +41,8 @@ class Tables:
 
 def table_names() -> list[str]:
     """Every table a worker creates (their changelogs are created up front)."""
-    return ["jobs", "videos", "batches", "groups", *dict.fromkeys(kind.table for kind in KINDS.values())]
+    return ["jobs", "videos", "batches", "groups", *dict.fromkeys(kind.table for kind in KINDS.values()),
+            "outputs"]  # agents/lifecycle.py: store uri -> its holders
 
 
 def create_tables(app: faust.App) -> Tables:

@@ -15,6 +15,7 @@ from regen.agents.groups import register_groups
 from regen.agents.idle import register_idle_scheduler
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
+from regen.agents.lifecycle import register_lifecycle
 from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
@@ -50,6 +51,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_progress(ctx)
     register_groups(ctx)
     register_webhooks(ctx)
+    register_lifecycle(ctx)
     broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 

@@ -83,6 +83,8 @@ ENVIRONMENT: dict[str, str] = {
     "generators": "REGEN_GENERATORS",
     "generated_variants": "REGEN_GENERATED_VARIANTS",
     "generation_concurrency": "REGEN_GENERATION_CONCURRENCY",
+    "gc_grace": "REGEN_GC_GRACE",
+    "store_scan_interval": "REGEN_STORE_SCAN_INTERVAL",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret"})
@@ -215,6 +217,13 @@ class Settings:
     generated_variants: tuple[str, ...] = ()
     # Generation jobs one worker has in flight at once (each mostly waits on its model call).
     generation_concurrency: int = 5
+    # Storage lifecycle (agents/lifecycle.py): an output no target holds is
+    # deleted once it has been without a holder, and untouched, this many
+    # seconds; `regen gc` spares files younger than this. Long enough that a
+    # render finishing meanwhile is folded (and its file held) first.
+    gc_grace: float = 3600.0
+    # How often the store is walked for regen_store_bytes/files (one worker does it).
+    store_scan_interval: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -284,6 +293,9 @@ class Settings:
             if odd:
                 raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
         self._validate_groups_and_webhooks()
+        if self.gc_grace < 1 or self.store_scan_interval < 1:
+            raise ConfigError(f"{ENVIRONMENT['gc_grace']}={self.gc_grace} and {ENVIRONMENT['store_scan_interval']}="
+                              f"{self.store_scan_interval}: both must be at least 1 (seconds)")
         if not 1 <= self.generation_concurrency <= 1000:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
         odd = [v for v in self.generated_variants if v not in self.variants]

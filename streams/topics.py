@@ -27,6 +27,7 @@ from regen.schemas.events import (
     Stuck,
 )
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
+from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
@@ -68,6 +69,9 @@ GROUP_MEMBERS = TopicSpec("groups.members", (GroupMemberChanged,), WEEK_MS,
                           "a group member became pending or finished, keyed by group")
 GROUP_PROGRESS = TopicSpec("groups.progress", (GroupProgress, GroupFinished),
                            description="GroupProgress / GroupFinished, keyed by group (webhooks read it)")
+# Which targets hold each store file, keyed by the file's uri (agents/lifecycle.py).
+OUTPUT_REFERENCES = TopicSpec("outputs.references", (OutputReferenced, OutputReleased, OutputCollectDue), WEEK_MS,
+                              "store outputs referenced, released and due for collection, keyed by uri")
 ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups, for operators' tools", consumed=False)
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason",
                        consumed=False)
@@ -90,6 +94,7 @@ ALL_TOPICS = (
     DEADLETTER,
     SEGMENTATIONS_CHANGED,
     GENERATIONS_REQUESTED,
+    OUTPUT_REFERENCES,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED, GENERATIONS_REQUESTED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
@@ -108,6 +113,9 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     Stuck: ALERTS,
     SegmentationChanged: SEGMENTATIONS_CHANGED,
     GenerationRequested: GENERATIONS_REQUESTED,
+    OutputReferenced: OUTPUT_REFERENCES,
+    OutputReleased: OUTPUT_REFERENCES,
+    OutputCollectDue: OUTPUT_REFERENCES,
 }
 
 

@@ -25,6 +25,7 @@ from regen.schemas.events import (
     Target,
 )
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
+from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.topics import ALL_TOPICS
@@ -57,6 +58,9 @@ VALID = {
         source_sha256=SHA, colors={"cell": "#ff000080"}),
     GenerationRequested: GenerationRequested("g1", 2, "local", "a red kite", {"width": 512, "style": None},
                                              group_id="case-7"),
+    OutputReferenced: OutputReferenced("thumbnails/0f/0f0f/h400.jpg", "thumbnail:a1/h400.jpg", 1.7e9),
+    OutputReleased: OutputReleased("composites/ab/abcd/full.png", "composite:n1/full.png", 1.7e9),
+    OutputCollectDue: OutputCollectDue("generated/answers/ab/abcd", 1.7e9),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]
