@@ -53,7 +53,6 @@ from regen.streams.topics import OUTPUT_REFERENCES, partition_for, topic_name
 
 log = logging.getLogger(__name__)
 
-OUTPUTS_TABLE = "outputs"
 REFERENCES_BATCH = 200  # quick table updates, batched like group members'
 ASK_AGAIN_S = 60.0  # a collection asked for and not yet done is asked for again after this
 
@@ -69,10 +68,8 @@ class Lifecycle:
 
 
 def register_lifecycle(ctx: WorkerContext) -> Lifecycle:
-    schema: faust.Schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
-    table = ctx.app.Table(OUTPUTS_TABLE, default=None, schema=schema,  # type: ignore[arg-type]
-                          help="store uri -> the targets holding the file, and since when it has none")
-    lifecycle = Lifecycle(table)
+    assert ctx.tables.outputs is not None, "create_tables makes the outputs table"
+    lifecycle = Lifecycle(ctx.tables.outputs)
     collected_files = Counter("regen_store_collected_files", "Store files deleted by the GC timer, by kind",
                               ["kind"], registry=ctx.metrics.registry)
     collected_bytes = Counter("regen_store_collected_bytes", "Bytes of store files deleted by the GC timer, "
