@@ -96,7 +96,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
     for announcement in kind.announcements(before, after):
         await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
     await announce_members(ctx, kind, target_id, before, after)
-    await announce_references(ctx, kind, target_id, before, after)
+    await announce_references(ctx, kind, target_id, before, after, repeat_unchanged=True)
 
 
 def _queue_standing(ctx: WorkerContext, kind: Kind, state, at: str) -> tuple[object, list[RenderJob]]:

@@ -4,11 +4,9 @@ nobody holds any more, and how big the store is.
 1. Whenever a fold changes the files a target's state points at (intake:
    a re-import, a new prompt; projector: a render folded, a composite of a
    new span), the change goes out as OutputReferenced / OutputReleased
-   keyed by the file's uri (``announce_references``). A completion that
-   changes nothing (a redelivery after a crash between the table write and
-   the send, a cache hit) says its reference again: a lost reference could
-   get a held file deleted, a lost release only keeps one (``regen gc``
-   finds it).
+   keyed by the file's uri (``announce_references``), so that no crash
+   loses a reference: a lost reference could get a held file deleted, a
+   lost release only keeps one (``regen gc`` finds it).
 2. The worker owning a uri's partition folds them into the ``outputs``
    table: the set of holders, and since when it has none.
 3. Each worker's GC timer looks at the uris of its own partitions that have
@@ -47,7 +45,7 @@ from regen.imaging.store_walk import Usage, kind_of, remove_store_file, usage
 from regen.kinds.base import Kind
 from regen.projections import output_refs
 from regen.projections.output_refs import OutputRow
-from regen.schemas.events import Event, ImageGenerated
+from regen.schemas.events import Event
 from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.streams.topics import OUTPUT_REFERENCES, partition_for, topic_name
 
@@ -105,27 +103,25 @@ def register_lifecycle(ctx: WorkerContext) -> Lifecycle:
 
 # --- 1. telling references ------------------------------------------------------------
 
-async def announce_references(ctx: WorkerContext, kind: Kind, target_id: str, before: Any, after: Any,
-                              completion: Event | None = None) -> None:
-    """What a fold changed in the files the target holds, keyed by uri."""
-    changes = output_refs.reference_changes(kind, target_id, before, after, ctx.settings, time.time())
-    if not changes and after is not None:
-        changes = _said_again(kind, target_id, after, ctx, completion)
-    for change in changes:
-        await ctx.emit(OUTPUT_REFERENCES, change)
+async def announce_references(ctx: WorkerContext, kind: Kind, target_id: str, before: Any, after: Any, *,
+                              repeat_unchanged: bool = False) -> None:
+    """What a fold changed in the files the target holds, keyed by uri.
 
-
-def _said_again(kind: Kind, target_id: str, state: Any, ctx: WorkerContext,
-                completion: Event | None) -> list[Event]:
-    """References an unchanged state repeats: a completion's own output; a
-    redelivered source event's every file."""
-    held = output_refs.held_by(kind, target_id, state, ctx.settings)
+    The projector calls it before writing the new state, so a crash in
+    between re-delivers a completion that finds the same change again.
+    Intake sends what a batch emitted after its table writes, so a
+    redelivered source event that changes nothing (``repeat_unchanged``)
+    says every reference again: a lost reference could get a held file
+    deleted; a lost release only keeps one (``regen gc`` finds it)."""
     at = time.time()
-    if completion is None:
-        return [OutputReferenced(uri, holder, at) for holder, uri in sorted(held.items())]
-    if isinstance(completion, ImageGenerated):
-        return [OutputReferenced(uri, holder, at) for holder, uri in sorted(held.items()) if uri == completion.uri]
-    return []
+    changes = output_refs.reference_changes(kind, target_id, before, after, ctx.settings, at)
+    if not changes and repeat_unchanged and after is not None:
+        held = output_refs.held_by(kind, target_id, after, ctx.settings)
+        changes = [OutputReferenced(uri, holder, at) for holder, uri in sorted(held.items())]
+    # Sent together, one round trip for all: their order does not matter,
+    # since a row left without holders for a moment is not collectable
+    # before REGEN_GC_GRACE has passed.
+    await asyncio.gather(*(ctx.emit(OUTPUT_REFERENCES, change) for change in changes))
 
 
 # --- 2. folding them ------------------------------------------------------------------
