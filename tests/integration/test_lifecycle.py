@@ -166,3 +166,41 @@ def test_superseded_and_orphaned_files_go_and_nothing_current(start_worker, medi
     waiting = json.loads(status.stdout)
     # Only the orphan dropped last is unreferenced (young or past the grace by now).
     assert waiting["unreferenced"] + waiting["unreferenced_young"] == 1
+
+
+def test_a_new_prompt_lets_the_old_answer_and_image_go(start_worker):
+    from regen.cli.stand_in_model import ModelServer
+    from regen.imaging.generated import ANSWERS_FOLDER, answer_key, answer_uri
+    from regen.schemas.events import GenerationRequested, ImageGenerated
+    from regen.streams.results import wait_for
+
+    def ask(prompt: str, revision: int) -> GenerationRequested:
+        return GenerationRequested(target_id="g1", revision=revision, generator="local", prompt=prompt,
+                                   parameters={"width": 320, "height": 240})
+
+    def answer_of(event: GenerationRequested) -> str:
+        key = answer_key(event.target_id, event.revision, event.generator, event.prompt, event.parameters)
+        return f"{ANSWERS_FOLDER}/{answer_uri(key)}"
+
+    with ModelServer() as server:
+        worker = start_worker(REGEN_GENERATORS=json.dumps(server.generator("local")),
+                              REGEN_GENERATED_VARIANTS="h200.jpg", REGEN_GC_GRACE=str(GRACE_S))
+        settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+        store = Path(settings.image_store)
+
+        def rendered(revision: int) -> ImageGenerated:
+            done = run(wait_for(settings, bootstrap, lambda c: f"r{c.revision}" if c.target.id == "g1" else None,
+                                {f"r{revision}"}, timeout=60))[f"r{revision}"]
+            assert isinstance(done, ImageGenerated), done
+            return done
+
+        first, second = ask("a kite", 1), ask("a red kite", 2)
+        run(publish(settings, bootstrap, [first]))
+        old = rendered(1)
+        assert (store / answer_of(first)).is_file() and (store / old.uri).is_file()
+        run(publish(settings, bootstrap, [second]))
+        new = rendered(2)
+        assert eventually(lambda: not (store / answer_of(first)).exists() and not (store / old.uri).exists(),
+                          timeout=60), "the old answer and image are still there"
+        assert (store / answer_of(second)).is_file() and (store / new.uri).is_file()
+        assert held_by_projections(settings, bootstrap) == {answer_of(second), new.uri}
