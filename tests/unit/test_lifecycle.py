@@ -19,6 +19,7 @@ from regen.kinds import KINDS
 from regen.projections import output_refs
 from regen.projections.generations import generation_requested
 from regen.projections.output_refs import OutputRow, collectable, referenced, released
+from regen.projections.state import AssetState
 from regen.projections.store_gc import parse_duration, plan_collection, referenced_uris, waiting_for_timer
 from regen.schemas.events import AssetImported, BoundaryChanged, GenerationRequested, ImageGenerated, Target
 from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
@@ -297,3 +298,63 @@ def test_a_collect_request_for_a_uri_outside_the_store_deletes_nothing(tmp_path:
     lifecycle.table[uri] = OutputRow(uri, {}, released_at=time.time() - 3600).to_dict()
     assert asyncio.run(collect(ctx, lifecycle, OutputCollectDue(uri, lifecycle.table[uri]["released_at"]))) is None
     assert outside.exists() and uri not in lifecycle.table
+
+
+# --- the agents' side: what intake and the projector tell, in memory ----------------------------
+
+class Recording:
+    """Enough of a worker's context for intake and the projector: tables are
+    dicts, sends are kept with the asset's row as it was at the send."""
+
+    def __new__(cls, tmp_path: Path):
+        from regen.agents.context import WorkerContext
+        from regen.agents.tables import Tables
+
+        class InMemory(WorkerContext):
+            async def emit(self, spec, event) -> None:
+                self.sent.append((spec.suffix, event, self.tables.assets.get("a1")))
+
+        media = tmp_path / "media"
+        media.mkdir()
+        settings = Settings(media_roots=(media,), image_store=tmp_path / "store", state_dir=tmp_path / "state",
+                            render_processes=1, pregenerate_variants=("h400.jpg",))
+        tables = Tables(jobs={}, videos={}, batches={}, groups={}, by_kind={k.table: {} for k in KINDS.values()})
+        recovered = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(
+            completed=SimpleNamespace(is_set=lambda: True))))
+        ctx = InMemory(app=recovered, settings=settings, tables=tables, pool=None)  # type: ignore[arg-type]
+        ctx.sent = []  # type: ignore[attr-defined]
+        return ctx
+
+
+def references_sent(ctx) -> list:
+    return [(type(e).__name__, e.uri, e.holder) for suffix, e, _ in ctx.sent if suffix == "outputs.references"]
+
+
+def test_intake_and_projector_tell_what_a_target_takes_and_lets_go(tmp_path: Path):
+    from regen.agents.intake import on_source_event
+    from regen.agents.projector import on_completion
+
+    ctx = Recording(tmp_path)
+    thumbnail = KINDS["thumbnail"]
+    imported = thumbnail.example_source(ctx.settings.media_roots[0], "a1", 1)
+    asyncio.run(on_source_event(ctx, imported))
+    assert references_sent(ctx) == [], "nothing rendered, nothing held"
+
+    done = generated(Target("thumbnail", "a1"), "h400.jpg", 1, URI)
+    asyncio.run(on_completion(ctx, done))
+    assert references_sent(ctx) == [("OutputReferenced", URI, "thumbnail:a1/h400.jpg")]
+    row_at_send = next(row for suffix, _, row in ctx.sent if suffix == "outputs.references")
+    entry = AssetState.from_dict(row_at_send).variant("h400.jpg")
+    assert entry is not None and (entry.output or {}).get("uri") != URI, \
+        "told before the state naming the file is written: a crash in between re-delivers the completion"
+    ctx.sent.clear()
+    asyncio.run(on_completion(ctx, done))
+    assert references_sent(ctx) == [], "a redelivered completion that changes nothing tells nothing"
+
+    # The same import again (a redelivery after a crash that lost intake's sends): said again.
+    asyncio.run(on_source_event(ctx, imported))
+    assert references_sent(ctx) == [("OutputReferenced", URI, "thumbnail:a1/h400.jpg")]
+    ctx.sent.clear()
+    # New content under the same id: the old thumbnail is let go.
+    asyncio.run(on_source_event(ctx, thumbnail.example_source(ctx.settings.media_roots[0], "a1", 2)))
+    assert references_sent(ctx) == [("OutputReleased", URI, "thumbnail:a1/h400.jpg")]
