@@ -18,9 +18,18 @@ from regen.cli.kind_tables import read_kind_tables
 from regen.imaging.store_files import StoreFileRefused
 from regen.imaging.store_walk import StoreFile, remove_store_file, walk_store
 from regen.projections.output_refs import kind_folders
-from regen.projections.store_gc import GcPlan, Waiting, by_kind, plan_collection, referenced_uris, waiting_for_timer
+from regen.projections.store_gc import (
+    GcPlan,
+    Waiting,
+    by_kind,
+    held_references,
+    plan_collection,
+    referenced_uris,
+    waiting_for_timer,
+)
 from regen.settings import Settings
 from regen.streams.connection import bootstrap_servers
+from regen.streams.publisher import Publisher
 from regen.streams.results import read_table
 
 OUTPUTS_TABLE = "outputs"  # agents/lifecycle.py
@@ -136,3 +145,15 @@ async def store_status(settings: Settings, progress: bool = False) -> StoreStatu
     now = time.time()
     return StoreStatus(by_kind(files, folders), waiting_for_timer(output_rows, now, settings.gc_grace),
                        plan_collection(files, referenced, folders, now, settings.gc_grace))
+
+
+async def seed_references(settings: Settings) -> int:
+    """Tell the workers every file the projections hold (OutputReferenced,
+    idempotent): once, on a store with files rendered before references
+    were kept. Returns how many references were sent."""
+    bootstrap = bootstrap_servers(settings)
+    told = held_references(await read_kind_tables(settings, bootstrap), settings, time.time())
+    async with Publisher(settings, bootstrap, source="regen/gc") as publisher:
+        for start in range(0, len(told), 1000):
+            await publisher.publish_many(told[start:start + 1000])
+    return len(told)

@@ -312,8 +312,11 @@ def rebuild_projections(output: Path | None, as_json: bool) -> None:
 @click.option("--older-than", "older_than", metavar="DURATION",
               help="Spare files written more recently than this (90s, 15m, 2h, 1d) "
                    "[default: REGEN_GC_GRACE].")
+@click.option("--seed-references", is_flag=True,
+              help="Only tell the workers every file the projections hold, and exit: once, after upgrading a "
+                   "store whose files were rendered before the GC timer kept references.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON line.")
-def gc_(dry_run: bool, older_than: str | None, as_json: bool) -> None:
+def gc_(dry_run: bool, older_than: str | None, seed_references: bool, as_json: bool) -> None:
     """Remove store files that no projection references.
 
     Walks the image store (run it where the store is mounted); a file is
@@ -324,6 +327,10 @@ def gc_(dry_run: bool, older_than: str | None, as_json: bool) -> None:
     from regen.cli import gc as collecting
     from regen.projections.store_gc import parse_duration
 
+    if seed_references:
+        told = asyncio.run(collecting.seed_references(_settings()))
+        click.echo(orjson.dumps({"references": told}).decode() if as_json else f"told {told} reference(s)")
+        return
     try:
         seconds = parse_duration(older_than) if older_than is not None else None
     except ValueError as e:

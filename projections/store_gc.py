@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from regen.imaging.store_walk import StoreFile, kind_of
 from regen.kinds import KINDS
-from regen.projections.output_refs import OutputRow, collectable
+from regen.projections.output_refs import OutputRow, collectable, held_by
+from regen.schemas.outputs import OutputReferenced
 from regen.settings import Settings
 
 
@@ -33,6 +34,21 @@ def referenced_uris(kind_rows: Mapping[str, Mapping[str, dict]], output_rows: Ma
         if row is not None and row.held:
             referenced.add(row.uri)
     return referenced
+
+
+def held_references(kind_rows: Mapping[str, Mapping[str, dict]], settings: Settings,
+                    at: float) -> list[OutputReferenced]:
+    """An OutputReferenced for every file every target holds: what seeds the
+    ``outputs`` table of a store whose files were rendered before references
+    were kept (until then a release could let the GC timer take a file
+    another, never announced, holder still points at)."""
+    told = []
+    for kind in KINDS.values():
+        for target_id, value in sorted(kind_rows.get(kind.table, {}).items()):
+            state = kind.read(value)
+            for holder, uri in sorted(held_by(kind, target_id, state, settings).items()):
+                told.append(OutputReferenced(uri, holder, at))
+    return told
 
 
 @dataclass

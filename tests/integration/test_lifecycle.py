@@ -167,6 +167,11 @@ def test_superseded_and_orphaned_files_go_and_nothing_current(start_worker, medi
     # Only the orphan dropped last is unreferenced (young or past the grace by now).
     assert waiting["unreferenced"] + waiting["unreferenced_young"] == 1
 
+    # Seeding the references (after an upgrade) tells one per holder and file: a1, a2, a3 and n1.
+    seeded = regen(cli_env, "gc", "--seed-references", "--json")
+    assert seeded.returncode == 0, seeded.stderr
+    assert json.loads(seeded.stdout) == {"references": 4}
+
 
 def test_a_new_prompt_lets_the_old_answer_and_image_go(start_worker):
     from regen.cli.stand_in_model import ModelServer

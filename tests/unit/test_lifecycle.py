@@ -358,3 +358,15 @@ def test_intake_and_projector_tell_what_a_target_takes_and_lets_go(tmp_path: Pat
     # New content under the same id: the old thumbnail is let go.
     asyncio.run(on_source_event(ctx, thumbnail.example_source(ctx.settings.media_roots[0], "a1", 2)))
     assert references_sent(ctx) == [("OutputReleased", URI, "thumbnail:a1/h400.jpg")]
+
+
+def test_seeding_tells_every_file_every_target_holds():
+    from regen.projections.store_gc import held_references
+
+    settings = Settings()
+    thumb = KINDS["thumbnail"]
+    state = thumb.fold_source(None, AssetImported("a1", "x.jpg", "image", SHA_A, 10, AT), AT)
+    done = thumb.completed(state, generated(Target("thumbnail", "a1"), "h400.jpg", 1, URI))
+    rows = {"assets": {"a1": done.to_dict(), "a2": done.evolve(asset_id="a2").to_dict(), "bad": {"x": 1}}}
+    assert held_references(rows, settings, 5.0) == [OutputReferenced(URI, "thumbnail:a1/h400.jpg", 5.0),
+                                                    OutputReferenced(URI, "thumbnail:a2/h400.jpg", 5.0)]
