@@ -29,6 +29,7 @@ from regen.projections.store_gc import (
 )
 from regen.settings import Settings
 from regen.streams.connection import bootstrap_servers
+from regen.streams.exceptions import BrokerError
 from regen.streams.publisher import Publisher
 from regen.streams.results import read_table
 
@@ -76,8 +77,19 @@ def size(n: int) -> str:
 
 async def read_references(settings: Settings, bootstrap: str) -> tuple[set[str], dict[str, dict]]:
     kind_rows, output_rows = await asyncio.gather(read_kind_tables(settings, bootstrap),
-                                                  read_table(settings, bootstrap, OUTPUTS_TABLE))
+                                                  _read_outputs(settings, bootstrap))
     return referenced_uris(kind_rows, output_rows, settings), output_rows
+
+
+async def _read_outputs(settings: Settings, bootstrap: str) -> dict[str, dict]:
+    """The outputs table; empty where no worker has kept references yet
+    (its changelog does not exist): the projections alone decide then."""
+    try:
+        return await read_table(settings, bootstrap, OUTPUTS_TABLE)
+    except BrokerError as e:
+        if "does not exist" not in str(e):
+            raise
+        return {}
 
 
 def walk(store: Path, progress: bool) -> list[StoreFile]:
