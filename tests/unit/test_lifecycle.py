@@ -370,3 +370,20 @@ def test_seeding_tells_every_file_every_target_holds():
     rows = {"assets": {"a1": done.to_dict(), "a2": done.evolve(asset_id="a2").to_dict(), "bad": {"x": 1}}}
     assert held_references(rows, settings, 5.0) == [OutputReferenced(URI, "thumbnail:a1/h400.jpg", 5.0),
                                                     OutputReferenced(URI, "thumbnail:a2/h400.jpg", 5.0)]
+
+
+def test_the_gc_report_and_store_status_say_what_was_kept_and_why():
+    from regen.cli.gc import GcReport, StoreStatus
+    from regen.projections.store_gc import GcPlan, Waiting
+
+    plan = GcPlan(remove=[StoreFile("thumbnails/aa/a/h400.jpg", 2048, 0.0)], walked=5, referenced=3, young=1)
+    dry = GcReport(plan, older_than=3600.0).describe(dry_run=True)
+    assert "thumbnails/aa/a/h400.jpg" in dry and "would remove 1 file(s), 2.0 KiB" in dry
+    assert "3 referenced, 1 unreferenced but younger than 3600 s" in dry
+    done = GcReport(plan, 3600.0, removed=1, removed_bytes=2048).to_json(dry_run=False)
+    assert (done["removed"], done["unreferenced_bytes"], done["items"]) == (1, 2048, [
+        {"uri": "thumbnails/aa/a/h400.jpg", "bytes": 2048}])
+    status = StoreStatus({"thumbnail": (2, 300), "composite": (0, 0)}, Waiting(unheld=3, due=1), plan)
+    text = status.describe()
+    assert "thumbnail" in text and "300" in text and "3 file(s), 1 past the grace period" in text
+    assert status.to_json()["kinds"]["thumbnail"] == {"files": 2, "bytes": 300}
