@@ -20,10 +20,12 @@ from regen.schemas.events import Event
 from regen.schemas.outputs import OutputReferenced, OutputReleased
 from regen.settings import Settings
 
-# A forged stream of references to one uri must not grow its row without
-# bound; past this many holders, new ones are not recorded and the file is
-# never collected by the timer (a flood cannot get a held file deleted).
-MAX_HOLDERS = 10_000
+# A forged stream of references to one uri (or one image imported under
+# thousands of ids) must not grow its row without bound: every change
+# rewrites the row to the changelog. Past this many holders, new ones are
+# not recorded and the timer never collects the file (a flood cannot get a
+# held file deleted); `regen gc`, which reads the projections, still can.
+MAX_HOLDERS = 1000
 
 
 @dataclass(frozen=True)
