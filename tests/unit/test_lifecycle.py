@@ -387,3 +387,12 @@ def test_the_gc_report_and_store_status_say_what_was_kept_and_why():
     text = status.describe()
     assert "thumbnail" in text and "300" in text and "3 file(s), 1 past the grace period" in text
     assert status.to_json()["kinds"]["thumbnail"] == {"files": 2, "bytes": 300}
+
+
+def test_the_grace_and_scan_interval_are_validated():
+    from regen.streams.exceptions import ConfigError
+
+    assert Settings.from_env({"REGEN_GC_GRACE": "7200"}).gc_grace == 7200.0
+    for name in ("REGEN_GC_GRACE", "REGEN_STORE_SCAN_INTERVAL"):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: "0"})
