@@ -4,9 +4,10 @@ nobody holds any more, and how big the store is.
 1. Whenever a fold changes the files a target's state points at (intake:
    a re-import, a new prompt; projector: a render folded, a composite of a
    new span), the change goes out as OutputReferenced / OutputReleased
-   keyed by the file's uri (``announce_references``), so that no crash
-   loses a reference: a lost reference could get a held file deleted, a
-   lost release only keeps one (``regen gc`` finds it).
+   keyed by the file's uri (``announce_references``). A redelivered event
+   that changes nothing says its references again, so that no crash loses
+   one: a lost reference could get a held file deleted, a lost release
+   only keeps one (``regen gc`` finds it).
 2. The worker owning a uri's partition folds them into the ``outputs``
    table: the set of holders, and since when it has none.
 3. Each worker's GC timer looks at the uris of its own partitions that have
@@ -45,7 +46,7 @@ from regen.imaging.store_walk import Usage, kind_of, remove_store_file, usage
 from regen.kinds.base import Kind
 from regen.projections import output_refs
 from regen.projections.output_refs import OutputRow
-from regen.schemas.events import Event
+from regen.schemas.events import Event, ImageGenerated
 from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.streams.topics import OUTPUT_REFERENCES, partition_for, topic_name
 
@@ -104,20 +105,22 @@ def register_lifecycle(ctx: WorkerContext) -> Lifecycle:
 # --- 1. telling references ------------------------------------------------------------
 
 async def announce_references(ctx: WorkerContext, kind: Kind, target_id: str, before: Any, after: Any, *,
-                              repeat_unchanged: bool = False) -> None:
+                              repeat_unchanged: bool = False, completion: Event | None = None) -> None:
     """What a fold changed in the files the target holds, keyed by uri.
 
-    The projector calls it before writing the new state, so a crash in
-    between re-delivers a completion that finds the same change again.
-    Intake sends what a batch emitted after its table writes, so a
-    redelivered source event that changes nothing (``repeat_unchanged``)
-    says every reference again: a lost reference could get a held file
-    deleted; a lost release only keeps one (``regen gc`` finds it)."""
+    Called after the new state is written (an await between reading a
+    state and writing it back would let another handler's write in between
+    and be lost), so a crash can come between the write and these sends;
+    the redelivered event then changes nothing, and says its references
+    again: intake every file the target holds (``repeat_unchanged``), the
+    projector the file its completion names. A lost reference could get a
+    held file deleted; a lost release only keeps one (``regen gc`` finds it)."""
     at = time.time()
     changes = output_refs.reference_changes(kind, target_id, before, after, ctx.settings, at)
-    if not changes and repeat_unchanged and after is not None:
+    if not changes and after is not None and (repeat_unchanged or isinstance(completion, ImageGenerated)):
         held = output_refs.held_by(kind, target_id, after, ctx.settings)
-        changes = [OutputReferenced(uri, holder, at) for holder, uri in sorted(held.items())]
+        changes = [OutputReferenced(uri, holder, at) for holder, uri in sorted(held.items())
+                   if repeat_unchanged or uri == completion.uri]  # type: ignore[union-attr]
     # Sent together, one round trip for all: their order does not matter,
     # since a row left without holders for a moment is not collectable
     # before REGEN_GC_GRACE has passed.

@@ -44,12 +44,13 @@ async def _fold_into_target(ctx: WorkerContext, event: ImageGenerated | ImageFai
         return
     after = kind.completed(before, event)
     if after != before:
-        # Before the state is written: a crash in between re-delivers the
-        # completion, which finds the same change to tell again.
-        await announce_references(ctx, kind, event.target.id, before, after)
         ctx.put_state(kind, event.target.id, after)
         for announcement in kind.announcements(before, after):
             await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    # After the write (nothing may await between reading a state and writing
+    # it back), and even when nothing changed: a redelivered completion says
+    # its file's reference again, in case a crash lost it.
+    await announce_references(ctx, kind, event.target.id, before, after, completion=event)
     # Even when the state did not change (a redelivered completion): the
     # group ignores what it knows, and must not miss a member's finish.
     await announce_finished(ctx, kind, after, event)
