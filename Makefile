@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.generated
 	$(VENV)/bin/python -m bench.image_urls
+	$(VENV)/bin/python -m bench.store_lifecycle
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK) $(TS)/node_modules $(TS)/dist

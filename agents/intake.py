@@ -22,6 +22,7 @@ from regen.agents.groups import announce_members
 from regen.agents.handling import as_current_event, handle_message, register_event_agent
 from regen.agents.job_lanes import lane_topic
 from regen.agents.lanes import LaneEvent, PartitionFollower, start_followers
+from regen.agents.lifecycle import announce_references
 from regen.imaging.store import output_problem
 from regen.imaging.variants import from_another_definition
 from regen.kinds import KINDS, kinds_following
@@ -95,6 +96,7 @@ async def _fold_source(ctx: WorkerContext, kind: Kind, event: Event) -> None:
     for announcement in kind.announcements(before, after):
         await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
     await announce_members(ctx, kind, target_id, before, after)
+    await announce_references(ctx, kind, target_id, before, after, repeat_unchanged=True)
 
 
 def _queue_standing(ctx: WorkerContext, kind: Kind, state, at: str) -> tuple[object, list[RenderJob]]:

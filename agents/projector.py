@@ -7,6 +7,7 @@ import logging
 from regen.agents.context import WorkerContext
 from regen.agents.groups import announce_finished
 from regen.agents.handling import register_event_agent
+from regen.agents.lifecycle import announce_references
 from regen.kinds import KINDS
 from regen.projections import folds
 from regen.projections.state import JobState
@@ -48,6 +49,10 @@ async def _fold_into_target(ctx: WorkerContext, event: ImageGenerated | ImageFai
         ctx.put_state(kind, event.target.id, after)
         for announcement in kind.announcements(before, after):
             await ctx.emit(TOPIC_FOR_EVENT[type(announcement)], announcement)
+    # After the write (nothing may await between reading a state and writing
+    # it back), and even when nothing changed: a redelivered completion says
+    # its file's reference again, in case a crash lost it.
+    await announce_references(ctx, kind, event.target.id, before, after, completion=event)
     # Even when the state did not change (a redelivered completion): the
     # group ignores what it knows, and must not miss a member's finish.
     await announce_finished(ctx, kind, after, event)

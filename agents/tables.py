@@ -25,6 +25,8 @@ class Tables:
     # (assets, annotations, ...): a new kind with a table of its own needs
     # nothing here.
     by_kind: dict[str, faust.Table] = field(default_factory=dict)
+    # store uri -> the targets holding the file, and since when it has none (agents/lifecycle.py)
+    outputs: faust.Table | None = None
 
     def of(self, name: str) -> faust.Table:
         """A table by name: a kind names the table of its targets' state."""
@@ -41,7 +43,8 @@ class Tables:
 
 def table_names() -> list[str]:
     """Every table a worker creates (their changelogs are created up front)."""
-    return ["jobs", "videos", "batches", "groups", *dict.fromkeys(kind.table for kind in KINDS.values())]
+    return ["jobs", "videos", "batches", "groups", *dict.fromkeys(kind.table for kind in KINDS.values()),
+            "outputs"]  # agents/lifecycle.py: store uri -> its holders
 
 
 def create_tables(app: faust.App) -> Tables:
@@ -59,4 +62,5 @@ def create_tables(app: faust.App) -> Tables:
         batches=table("batches", "batch_id -> progress of an import batch, per partition"),
         groups=table("groups", "group_id -> its members: status, output or failure"),
         by_kind=by_kind,
+        outputs=table("outputs", "store uri -> the targets holding the file, and since when it has none"),
     )

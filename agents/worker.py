@@ -19,6 +19,7 @@ from regen.agents.image_views import register_image_views
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
 from regen.agents.live_views import register_live
+from regen.agents.lifecycle import register_lifecycle
 from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
@@ -56,6 +57,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_groups(ctx)
     register_webhooks(ctx)
     background = register_control(ctx, bootstrap, next(lane for lane in lanes if lane.spec is RENDER_BACKGROUND))
+    register_lifecycle(ctx)
     broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 

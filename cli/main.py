@@ -437,6 +437,40 @@ def rebuild_projections(output: Path | None, as_json: bool) -> None:
         sys.exit(EXIT_ERROR)
 
 
+@cli.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed, with sizes and a total.")
+@click.option("--older-than", "older_than", metavar="DURATION",
+              help="Spare files written more recently than this (90s, 15m, 2h, 1d) "
+                   "[default: REGEN_GC_GRACE].")
+@click.option("--seed-references", is_flag=True,
+              help="Only tell the workers every file the projections hold, and exit: once, after upgrading a "
+                   "store whose files were rendered before the GC timer kept references.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON line.")
+def gc_(dry_run: bool, older_than: str | None, seed_references: bool, as_json: bool) -> None:
+    """Remove store files that no projection references.
+
+    Walks the image store (run it where the store is mounted); a file is
+    removed when no target of any kind points at it, as the tables'
+    changelogs say, and it is older than the grace period. Files outside
+    the kinds' folders are never touched.
+    """
+    from regen.cli import gc as collecting
+    from regen.projections.store_gc import parse_duration
+
+    if seed_references:
+        told = asyncio.run(collecting.seed_references(_settings()))
+        click.echo(orjson.dumps({"references": told}).decode() if as_json else f"told {told} reference(s)")
+        return
+    try:
+        seconds = parse_duration(older_than) if older_than is not None else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--older-than") from e
+    report = asyncio.run(collecting.gc(_settings(), dry_run=dry_run, older_than=seconds, progress=not as_json))
+    click.echo(orjson.dumps(report.to_json(dry_run)).decode() if as_json else report.describe(dry_run))
+    if report.errors:
+        sys.exit(EXIT_ERROR)
+
+
 # --- queries ---------------------------------------------------------------------
 
 @cli.group()
@@ -458,6 +492,17 @@ _STATUS_QUERIES = (
     ("group", "/groups/{}", fmt.format_group,
      "A group (a case of generated images, ...): status, counts, each member's output or failure."),
 )
+
+
+@status.command("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status_store(as_json: bool) -> None:
+    """Files and bytes of the image store per kind, and what is waiting for GC
+    (walks the store where it is mounted; reads the tables' changelogs)."""
+    from regen.cli import gc as collecting
+
+    found = asyncio.run(collecting.store_status(_settings()))
+    click.echo(json.dumps(found.to_json(), indent=2) if as_json else found.describe())
 
 
 def _add_status_query(name: str, route: str, formatter, help_text: str) -> None:

@@ -30,9 +30,12 @@ from regen.imaging.store import write_atomically
 from regen.imaging.thumbnails import encode, thumbnail_image
 from regen.imaging.variants import parse_variant
 
+# The answers' folder below the image store (store uris of answers start with it).
+ANSWERS_FOLDER = "generated/answers"
+
 
 def answers_root(store: Path) -> Path:
-    return store / "generated" / "answers"
+    return store / ANSWERS_FOLDER
 
 
 def answer_key(target_id: str, revision: int, generator: str, prompt: str, parameters: dict[str, Any]) -> str:

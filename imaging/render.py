@@ -7,7 +7,9 @@ in a pool process, in a benchmark loop or from ``regen render`` offline.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,11 @@ def existing_output(out: Path, started: float) -> RenderOutcome | None:
             size = im.size
     except Exception:  # missing, truncated or corrupt: render it again
         return None
+    # Found again: touched, so the store's garbage collection, which spares
+    # files touched within its grace period, cannot take it before the
+    # completion naming it is folded (agents/lifecycle.py).
+    with contextlib.suppress(OSError):
+        os.utime(out)
     return RenderOutcome(
         path=out,
         sha256=hashlib.sha256(data).hexdigest(),

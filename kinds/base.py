@@ -93,6 +93,9 @@ class Kind(ABC, Generic[State]):
     # (gather_input; an image model, up to a minute): its jobs travel on a
     # lane of their own, render.generation, so they never hold up the others.
     calls_out: ClassVar[bool] = False
+    # The top folder of the image store its outputs are written below
+    # ("thumbnails"): what store size is reported per kind by (agents/lifecycle.py).
+    store_folder: ClassVar[str]
 
     # --- state ---------------------------------------------------------------
 
@@ -169,6 +172,16 @@ class Kind(ABC, Generic[State]):
     @abstractmethod
     def recorded_outputs(self, target_id: str, state: State, settings: Settings) -> Iterable[RecordedOutput]:
         """Every finished output the state records (what repair checks)."""
+
+    def held_outputs(self, target_id: str, state: State, settings: Settings) -> Iterable[tuple[str, str]]:
+        """(slot, store uri) of every store file the state still points at,
+        current or not: what keeps a file from garbage collection. A slot is
+        a variant, or another name for a file of the kind's own (a model's
+        answer). Default: the recorded outputs."""
+        for recorded in self.recorded_outputs(target_id, state, settings):
+            uri = recorded.output.get("uri")
+            if isinstance(uri, str):
+                yield recorded.variant, uri
 
     def unrendered_outputs(self, target_id: str, state: State, settings: Settings) -> Iterable[UnrenderedOutput]:
         """Standing variants whose wanted revision has no completed output

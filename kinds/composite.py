@@ -41,6 +41,7 @@ class Composite(Kind[AnnotationState]):
     noun = "annotation"
     never_known = "has never been announced by a BoundaryChanged event"
     source_events = (BoundaryChanged,)
+    store_folder = "composites"
     schedule = "when idle"
     offline_help = "Render the median composite of SOURCE (a video or a folder of numbered frames) into OUTPUT."
     offline_options = (

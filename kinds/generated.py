@@ -33,6 +33,7 @@ class Generated(Kind[GenerationState]):
     noun = "generation target"
     never_known = "has never been asked for by a GenerationRequested event"
     source_events = (GenerationRequested,)
+    store_folder = "generated"
     schedule = "at once"
     calls_out = True
     offline_help = ("Post-process SOURCE, an image as a model returned it, into a variant exactly as a worker "
@@ -105,6 +106,17 @@ class Generated(Kind[GenerationState]):
         for variant, entry in sorted(state.variants.items()):
             if entry.get("status") == "completed" and entry.get("output"):
                 yield RecordedOutput(Target(self.name, target_id), variant, entry["output"])
+
+    def held_outputs(self, target_id: str, state: GenerationState,
+                     settings: Settings) -> Iterable[tuple[str, str]]:
+        """The variants' images, and the model's answer to the current
+        revision's prompt (every variant, one added later and a replay are
+        made from it); an older revision's answer is no longer held."""
+        from regen.imaging.generated import ANSWERS_FOLDER, answer_key, answer_uri
+
+        yield from variant_folds.held_variant_outputs(state)
+        key = answer_key(state.target_id, state.revision, state.generator, state.prompt, state.parameters)
+        yield "answer", f"{ANSWERS_FOLDER}/{answer_uri(key)}"
 
     def scope(self, state: GenerationState) -> dict[str, str | None]:
         return {"group": state.group_id}

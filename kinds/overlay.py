@@ -82,6 +82,7 @@ class Overlay(Kind[SegmentationState]):
     noun = "segmented image"
     never_known = "has never been announced by a SegmentationChanged event"
     source_events = (SegmentationChanged,)
+    store_folder = "overlays"
     schedule = "when idle"
     offline_help = ("Draw the polygons of a segmentation (a JSON file: {\"polygons\": [...], \"colors\": {...}}, "
                     "as in SegmentationChanged) over SOURCE into OUTPUT.")
@@ -158,6 +159,11 @@ class Overlay(Kind[SegmentationState]):
             output = self.current_output(state, variant)
             if output:
                 yield RecordedOutput(Target(self.name, target_id), variant, output)
+
+    def held_outputs(self, target_id: str, state: SegmentationState,
+                     settings: Settings) -> Iterable[tuple[str, str]]:
+        # An older revision's overlay too, until the new one replaces it.
+        return variant_folds.held_variant_outputs(state)
 
     def unrendered_outputs(self, target_id: str, state: SegmentationState,
                            settings: Settings) -> Iterable[UnrenderedOutput]:

@@ -26,6 +26,7 @@ class Thumbnail(Kind[AssetState]):
     noun = "asset"
     never_known = "has never been imported"
     source_events = (AssetImported,)
+    store_folder = "thumbnails"
     schedule = "at once"
     offline_help = "Render a thumbnail of SOURCE (a photo, or a video's first frame) into OUTPUT."
     offline_options = ()
@@ -88,6 +89,9 @@ class Thumbnail(Kind[AssetState]):
         for variant, entry in sorted(state.variants.items()):
             if entry.get("status") == "completed" and entry.get("output"):
                 yield RecordedOutput(Target(self.name, target_id), variant, entry["output"])
+
+    def held_outputs(self, target_id: str, state: AssetState, settings: Settings) -> Iterable[tuple[str, str]]:
+        return variant_folds.held_variant_outputs(state)
 
     def scope(self, state: AssetState) -> dict[str, str | None]:
         return {"batch": state.batch_id}

@@ -59,3 +59,16 @@ def variant_failed(target: S, event: ImageFailed) -> S:
 def output_of(event: ImageGenerated) -> dict:
     return {"uri": event.uri, "sha256": event.sha256, "width": event.width, "height": event.height,
             "bytes": event.bytes}
+
+
+def held_variant_outputs(target: Any) -> list[tuple[str, str]]:
+    """(variant, uri) of every variant entry that still names an output: a
+    completed one, and a pending one keeping its last image until the new
+    one replaces it (what the store's garbage collection must spare)."""
+    held = []
+    for variant, entry in sorted(target.variants.items()):
+        output = entry.get("output") if isinstance(entry, dict) else None
+        uri = output.get("uri") if isinstance(output, dict) else None
+        if isinstance(uri, str) and uri:
+            held.append((variant, uri))
+    return held

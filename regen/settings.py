@@ -91,6 +91,8 @@ ENVIRONMENT: dict[str, str] = {
     "image_max_age": "REGEN_IMAGE_MAX_AGE",
     "image_retry_on_view": "REGEN_IMAGE_RETRY_ON_VIEW_S",
     "image_placeholder": "REGEN_IMAGE_PLACEHOLDER",
+    "gc_grace": "REGEN_GC_GRACE",
+    "store_scan_interval": "REGEN_STORE_SCAN_INTERVAL",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret", "admin_token"})
@@ -244,6 +246,13 @@ class Settings:
     image_max_age: int = 60
     image_retry_on_view: float = 300.0
     image_placeholder: str = ""
+    # Storage lifecycle (agents/lifecycle.py): an output no target holds is
+    # deleted once it has been without a holder, and untouched, this many
+    # seconds; `regen gc` spares files younger than this. Long enough that a
+    # render finishing meanwhile is folded (and its file held) first.
+    gc_grace: float = 3600.0
+    # How often the store is walked for regen_store_bytes/files (one worker does it).
+    store_scan_interval: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -317,6 +326,9 @@ class Settings:
                 raise ConfigError(f"{ENVIRONMENT[setting]} names {', '.join(odd)}; known: {', '.join(sorted(known))}")
         self._validate_groups_and_webhooks()
         self._validate_image_urls()
+        if self.gc_grace < 1 or self.store_scan_interval < 1:
+            raise ConfigError(f"{ENVIRONMENT['gc_grace']}={self.gc_grace} and {ENVIRONMENT['store_scan_interval']}="
+                              f"{self.store_scan_interval}: both must be at least 1 (seconds)")
         if not 1 <= self.generation_concurrency <= 1000:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
         self._validate_live()

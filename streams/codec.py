@@ -18,13 +18,14 @@ import orjson
 from regen.schemas.events import EVENT_TYPES, Event, GroupFinished, GroupProgress, ImageFailed, ImageGenerated, Stuck
 from regen.schemas.exceptions import SchemaError
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
+from regen.schemas.outputs import OUTPUT_RECORDS
 from regen.schemas.validation import check_semantics, parse_event
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.utf8 import valid_json_value, valid_utf8
 
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
-INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard, GroupMemberChanged)
+INTERNAL_TYPES: tuple[type[Event], ...] = (RenderJob, DirtyFlag, BatchShard, GroupMemberChanged, *OUTPUT_RECORDS)
 # Events only regen's workers publish: publishers' events (imports, boundary
 # changes, requests) are always checked against their JSON Schema.
 WRITTEN_BY_REGEN: frozenset[type[Event]] = frozenset((*INTERNAL_TYPES, ImageGenerated, ImageFailed,

@@ -31,6 +31,7 @@ from regen.schemas.events import (
     Stuck,
 )
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
+from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.settings import Settings
 
 # Completion events are kept for replay; a week of render jobs is plenty to
@@ -72,6 +73,9 @@ GROUP_MEMBERS = TopicSpec("groups.members", (GroupMemberChanged,), WEEK_MS,
                           "a group member became pending or finished, keyed by group")
 GROUP_PROGRESS = TopicSpec("groups.progress", (GroupProgress, GroupFinished),
                            description="GroupProgress / GroupFinished, keyed by group (webhooks read it)")
+# Which targets hold each store file, keyed by the file's uri (agents/lifecycle.py).
+OUTPUT_REFERENCES = TopicSpec("outputs.references", (OutputReferenced, OutputReleased, OutputCollectDue), WEEK_MS,
+                              "store outputs referenced, released and due for collection, keyed by uri")
 ALERTS = TopicSpec("alerts", (Stuck,), description="Stuck jobs and groups, for operators' tools", consumed=False)
 DEADLETTER = TopicSpec("deadletter", (), FOREVER, "events that could not be processed, with the reason",
                        consumed=False)
@@ -106,6 +110,7 @@ ALL_TOPICS = (
     GENERATIONS_REQUESTED,
     CONTROL,
     CONTROL_PARTITIONS,
+    OUTPUT_REFERENCES,
 )
 SOURCE_TOPICS = (ASSETS_IMPORTED, BOUNDARIES_CHANGED, IMAGES_REQUESTED, SEGMENTATIONS_CHANGED, GENERATIONS_REQUESTED)
 TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
@@ -125,6 +130,9 @@ TOPIC_FOR_EVENT: dict[type[Event], TopicSpec] = {
     SegmentationChanged: SEGMENTATIONS_CHANGED,
     GenerationRequested: GENERATIONS_REQUESTED,
     **{command: CONTROL for command in CONTROL_COMMANDS},
+    OutputReferenced: OUTPUT_REFERENCES,
+    OutputReleased: OUTPUT_REFERENCES,
+    OutputCollectDue: OUTPUT_REFERENCES,
 }
 
 

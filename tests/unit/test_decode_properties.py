@@ -30,6 +30,7 @@ from regen.schemas.events import (
     Target,
 )
 from regen.schemas.jobs import BatchShard, DirtyFlag, GroupMemberChanged, RenderJob
+from regen.schemas.outputs import OutputCollectDue, OutputReferenced, OutputReleased
 from regen.streams.codec import decode, encode
 from regen.streams.exceptions import PoisonEvent
 from regen.streams.topics import ALL_TOPICS
@@ -69,6 +70,9 @@ VALID = {
     BackgroundResumed: BackgroundResumed("cmd-4", AT, "ops@host", "background"),
     DeadLettersRedriven: DeadLettersRedriven("cmd-5", AT, "ops@host", {"0": 12, "3": 0}, reason="variant added",
                                              since=AT, event_type="dev.regen.ImageRequested.v1"),
+    OutputReferenced: OutputReferenced("thumbnails/0f/0f0f/h400.jpg", "thumbnail:a1/h400.jpg", 1.7e9),
+    OutputReleased: OutputReleased("composites/ab/abcd/full.png", "composite:n1/full.png", 1.7e9),
+    OutputCollectDue: OutputCollectDue("generated/answers/ab/abcd", 1.7e9),
 }
 CASES = [(spec.suffix, cls) for spec in ALL_TOPICS for cls in spec.event_types]
 CE_TYPES = [cls.ce_type for cls in VALID] + ["dev.regen.Unknown.v1", ""]

@@ -107,6 +107,13 @@ def test_plan_render_fold_replay_repair_supersede(kind: Kind, settings: Settings
     output = kind.current_output(done, variant)
     assert output is not None and output["sha256"] == completion.sha256 and output["uri"] == completion.uri
 
+    # Storage lifecycle: the output lies in the kind's folder, and the state
+    # holds it, and every other file it holds is in the store (a model's answer).
+    assert completion.uri.split("/")[0] == kind.store_folder
+    held = list(kind.held_outputs("t1", done, settings))
+    assert (variant, completion.uri) in held
+    assert all((store / uri).is_file() and uri.split("/")[0] == kind.store_folder for _, uri in held), held
+
     # Replay asks for the target, and skips it while its output is intact.
     item = ReplayItem(Target(kind.name, "t1"), variant)
     assert item in replay_items([event], settings)
