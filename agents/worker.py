@@ -18,8 +18,8 @@ from regen.agents.idle import register_idle_scheduler
 from regen.agents.image_views import register_image_views
 from regen.agents.intake import register_intake
 from regen.agents.lanes import PartitionFollower
-from regen.agents.live_views import register_live
 from regen.agents.lifecycle import register_lifecycle
+from regen.agents.live_views import register_live
 from regen.agents.outages import guard_broker_outages
 from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
