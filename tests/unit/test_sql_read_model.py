@@ -7,7 +7,16 @@ import pytest
 
 from regen.projections.sql_compare import differences, sql_tables
 from regen.projections.sql_jobs import JobFilter, JobFilterError, parse_since, select_jobs, where_clause
-from regen.projections.sql_rows import Append, Delete, Malformed, TargetScope, Upsert, changelog_ops, job_state, result_ops
+from regen.projections.sql_rows import (
+    Append,
+    Delete,
+    Malformed,
+    TargetScope,
+    Upsert,
+    changelog_ops,
+    job_state,
+    result_ops,
+)
 from regen.projections.sql_store import SqlReadModelError, SqlStore, TrackedRecord, sql_url
 from regen.projections.state import AssetState, JobState
 from regen.schemas.events import ImageFailed, ImageGenerated, Target
