@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import time
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -55,7 +56,7 @@ def job_filter(query: dict[str, list[str]], now: float) -> JobFilter:
     try:
         limit_value = int(limit) if limit is not None else 100
     except ValueError:
-        raise JobFilterError(f"limit {limit[:20]!r} is not a whole number") from None
+        raise JobFilterError(f"limit {(limit or '')[:20]!r} is not a whole number") from None
     return JobFilter(status=statuses, since=parse_since(since, now) if since else None, batch=one("batch"),
                      video=one("video"), group=one("group"), kind=one("kind"), limit=limit_value,
                      cursor=one("cursor"))
@@ -85,7 +86,9 @@ def register_jobs_list(app: faust.App, settings: Settings) -> None:
             if not authorized(request):
                 return self.json({"error": "missing or wrong bearer token (see REGEN_WEB_TOKEN)"}, status=401,
                                  headers={"WWW-Authenticate": 'Bearer realm="regen"'})
-            query = {name: request.query.getall(name) for name in set(request.query.keys())}
+            # aiohttp's MultiDict: a name may come several times (status=failed&status=retrying).
+            multi: Any = request.query
+            query = {name: multi.getall(name) for name in set(multi.keys())}
             try:
                 f = job_filter(query, time.time())
                 page = await asyncio.to_thread(list_jobs, settings, f)

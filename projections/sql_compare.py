@@ -13,9 +13,9 @@ from regen.projections.progress import BatchState
 from regen.projections.rebuild import Projections
 from regen.projections.sql_rows import MIRRORED_TABLES, job_state, target_tables
 from regen.projections.sql_store import SqlStore
-from regen.projections.state import JobState
+from regen.projections.state import JobState, Record
 
-_TYPED = {"jobs": JobState, "batches": BatchState, "groups": GroupState}
+_TYPED: dict[str, type[Record]] = {"jobs": JobState, "batches": BatchState, "groups": GroupState}
 
 
 def mirrored_tables() -> list[str]:

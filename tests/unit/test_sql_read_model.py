@@ -213,3 +213,14 @@ def test_a_read_only_connection_refuses_writes(store, tmp_path):
     assert result.rows == [("schema_version", "1")] and "1 row" in format_query(result)
     with pytest.raises(SqlReadModelError, match="readonly"):
         run_query(settings, "DELETE FROM meta", 10, 5)
+
+
+def test_a_jobs_query_string_becomes_a_filter():
+    from regen.agents.sql_views import job_filter
+
+    f = job_filter({"status": ["failed,retrying", "pending"], "since": ["2h"], "batch": ["b1"], "limit": ["10"]},
+                   now=10_000.0)
+    assert f == JobFilter(status=("failed", "retrying", "pending"), since=10_000.0 - 7200, batch="b1", limit=10)
+    for bad in ({"limit": ["ten"]}, {"since": ["soon"]}, {"status": ["exploded"]}, {"kind": ["poster"]}):
+        with pytest.raises(JobFilterError):
+            job_filter(bad, now=0.0)
