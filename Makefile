@@ -82,6 +82,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.replay
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.generated
+	$(VENV)/bin/python -m bench.sql_projector
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK) $(TS)/node_modules $(TS)/dist
