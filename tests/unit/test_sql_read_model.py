@@ -236,3 +236,26 @@ def test_a_jobs_query_string_becomes_a_filter():
     for bad in ({"limit": ["ten"]}, {"since": ["soon"]}, {"status": ["exploded"]}, {"kind": ["poster"]}):
         with pytest.raises(JobFilterError):
             job_filter(bad, now=0.0)
+
+
+def test_two_appliers_of_one_database_apply_each_record_once(store, tmp_path):
+    import threading
+
+    batches = [[TrackedRecord("r", p, o, result_ops(*completion(f"ce-{p}-{o}"), "x")) for o in range(b * 5, b * 5 + 5)
+                for p in (0, 1)] for b in range(20)]
+    other = SqlStore.open(f"sqlite://{tmp_path}/read.sqlite3")
+    applied = [0, 0]
+
+    def apply_all(s: SqlStore, i: int) -> None:
+        for batch in batches:
+            applied[i] += s.apply(batch).applied
+
+    threads = [threading.Thread(target=apply_all, args=(s, i)) for i, s in enumerate((store, other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert sum(applied) == 200, "every record applied by exactly one of them"
+    assert store.positions() == {("r", 0): 100, ("r", 1): 100}
+    assert store.dicts("SELECT count(*) AS n FROM results") == [{"n": 200}]
