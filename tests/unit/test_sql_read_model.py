@@ -259,3 +259,23 @@ def test_two_appliers_of_one_database_apply_each_record_once(store, tmp_path):
     assert sum(applied) == 200, "every record applied by exactly one of them"
     assert store.positions() == {("r", 0): 100, ("r", 1): 100}
     assert store.dicts("SELECT count(*) AS n FROM results") == [{"n": 200}]
+
+
+def test_regen_jobs_prints_a_page_and_where_the_next_begins(store, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from regen.cli.main import cli
+
+    states = [job(f"thumbnail:a{i}:h400.jpg:r1", status="failed", updated=f"2026-01-01T10:00:0{i}.000Z")
+              for i in range(3)]
+    store.apply([changelog("jobs", s.job_id, s.to_dict(), i) for i, s in enumerate(states)])
+    monkeypatch.setenv("REGEN_SQL_URL", f"sqlite://{tmp_path}/read.sqlite3")
+    result = CliRunner().invoke(cli, ["jobs", "--status", "failed", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["updated", "status", "kind", "target", "variant", "rev", "tries", "output", "/",
+                                "error"]
+    assert "a2" in lines[2] and "corrupt: truncated" in lines[2] and "a1" in lines[3]
+    cursor = lines[-1].split("--cursor ")[1].rstrip(")")
+    rest = CliRunner().invoke(cli, ["jobs", "--status", "failed", "--cursor", cursor, "--json"])
+    assert [j["target_id"] for j in orjson.loads(rest.output)["jobs"]] == ["a0"]
