@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# Debian's PostgreSQL server: the SQL read model's tests start a private
+# cluster of it (tests/postgres.py); they fail, not skip, without it.
+POSTGRES := /usr/lib/postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: demo test check bench clean
@@ -26,10 +29,11 @@ $(TS_STAMP): $(TS)/package-lock.json $(TS)/package.json
 	touch $(TS_STAMP)
 
 ## Unit and integration tests (integration tests start their own Kafka broker;
-## the dashboard test drives Debian's chromium, installed here once if missing).
+## the dashboard test drives Debian's chromium and the SQL read model's tests
+## Debian's postgresql, each installed here once if missing).
 ## First the TypeScript client: its generated files checked against schemas/json
 ## and streams/topics.py, built, and unit-tested; the parity test runs the build.
-test: $(STAMP) $(CHROMIUM) $(TS_STAMP)
+test: $(STAMP) $(CHROMIUM) $(POSTGRES) $(TS_STAMP)
 	cd $(TS) && REGEN_PYTHON=$(abspath $(VENV))/bin/python npm run --silent check:generated
 	cd $(TS) && npm run --silent build && npm test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -65,6 +69,10 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the dashboard test (once)"
 	$(SUDO) apt-get install -y -q chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
+$(POSTGRES):
+	@echo "installing Debian's postgresql for the SQL read model's tests (once)"
+	$(SUDO) apt-get install -y -q postgresql || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+
 ## Benchmarks: print each figure as a ratio to a baseline run in the same process.
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.thumbnails
@@ -76,6 +84,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.generated
 	$(VENV)/bin/python -m bench.image_urls
 	$(VENV)/bin/python -m bench.store_lifecycle
+	$(VENV)/bin/python -m bench.sql_projector
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache $(TYPECHECK) $(TS)/node_modules $(TS)/dist

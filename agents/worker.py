@@ -25,6 +25,7 @@ from regen.agents.progress import register_progress
 from regen.agents.projector import register_projector
 from regen.agents.render import register_render
 from regen.agents.render_pool import MemoryCap, RenderPool
+from regen.agents.sql_views import register_sql_read_model
 from regen.agents.sweeper import register_sweeper
 from regen.agents.tables import create_tables, table_names
 from regen.agents.videos import register_videos
@@ -58,6 +59,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_webhooks(ctx)
     background = register_control(ctx, bootstrap, next(lane for lane in lanes if lane.spec is RENDER_BACKGROUND))
     register_lifecycle(ctx)
+    register_sql_read_model(ctx, bootstrap)
     broker = guard_broker_outages(app, settings, bootstrap)
     started = time.time()
 

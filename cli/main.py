@@ -548,6 +548,67 @@ def _get(settings: Settings, path: str) -> dict:
                          f"or set {ENVIRONMENT['web_port']}") from e
 
 
+# --- the SQL read model -------------------------------------------------------------
+
+@cli.command("query")
+@click.argument("sql")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row instead of a table.")
+@click.option("--max-rows", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
+              help="Print at most this many rows.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Abort the query after this many seconds.")
+def query(sql: str, as_json: bool, max_rows: int, timeout_s: float) -> None:
+    """Run SQL against the read model, on a read-only connection.
+
+    \b
+    Tables: jobs, targets, failures, results, batches, groups, tracking (README.md, "SQL read model").
+    regen query "SELECT error_code, count(*) FROM failures GROUP BY error_code"
+    """
+    from regen.cli import sql as sqlcli
+
+    result = sqlcli.run_query(_settings(), sql, max_rows, timeout_s)
+    click.echo("\n".join(sqlcli.query_json_lines(result)) if as_json else sqlcli.format_query(result))
+
+
+@cli.command()
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              help="Only jobs in this status (pending, running, retrying, completed, failed, superseded); repeatable.")
+@click.option("--since", help="Only jobs changed since: a duration (30m, 24h, 7d) or an ISO 8601 time.")
+@click.option("--batch", "batch_id", help="Only jobs of this import batch.")
+@click.option("--video", "video_id", help="Only jobs of this video's annotations.")
+@click.option("--group", "group_id", help="Only jobs of this group.")
+@click.option("--kind", type=click.Choice(list(KINDS)), help="Only jobs of this kind of image.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Jobs per page.")
+@click.option("--cursor", help="The next page: the cursor the previous page printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as one JSON object.")
+def jobs(statuses: tuple[str, ...], since: str | None, batch_id: str | None, video_id: str | None,
+         group_id: str | None, kind: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List jobs from the SQL read model, newest change first."""
+    import time
+
+    from regen.cli import sql as sqlcli
+    from regen.projections.sql_jobs import JobFilter, parse_since
+
+    f = JobFilter(status=statuses, since=parse_since(since, time.time()) if since else None, batch=batch_id,
+                  video=video_id, group=group_id, kind=kind, limit=limit, cursor=cursor)
+    page = sqlcli.list_jobs(_settings(), f)
+    click.echo(orjson.dumps(page.to_json()).decode() if as_json else sqlcli.format_jobs(page))
+
+
+@cli.command("sql-projector")
+@click.option("--until-caught-up", is_flag=True,
+              help="Exit once every record there was at the start is applied (a one-off fill or check).")
+def sql_projector(until_caught_up: bool) -> None:
+    """Fill the SQL read model (REGEN_SQL_URL) from the topics, standalone.
+
+    Workers run it themselves unless REGEN_SQL_PROJECTOR=off. Several may
+    write one PostgreSQL database: none applies a record twice.
+    """
+    from regen.cli import sql as sqlcli
+
+    sqlcli.run_projector(_settings(), until_caught_up, lambda m: click.echo(m, err=True))
+
+
 # --- offline rendering -------------------------------------------------------------
 
 @cli.group()

@@ -93,6 +93,10 @@ ENVIRONMENT: dict[str, str] = {
     "image_placeholder": "REGEN_IMAGE_PLACEHOLDER",
     "gc_grace": "REGEN_GC_GRACE",
     "store_scan_interval": "REGEN_STORE_SCAN_INTERVAL",
+    "sql_url": "REGEN_SQL_URL",
+    "sql_projector": "REGEN_SQL_PROJECTOR",
+    "sql_batch_size": "REGEN_SQL_BATCH_SIZE",
+    "sql_batch_interval": "REGEN_SQL_BATCH_INTERVAL",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret", "admin_token"})
@@ -253,6 +257,15 @@ class Settings:
     gc_grace: float = 3600.0
     # How often the store is walked for regen_store_bytes/files (one worker does it).
     store_scan_interval: float = 300.0
+    # The SQL read model (projections/sql_store.py): empty is a SQLite file in
+    # the state dir; postgresql://user:password@host/db for a shared one.
+    sql_url: str = ""
+    # Each worker runs the projector that fills it (off: `regen sql-projector` does).
+    sql_projector: bool = True
+    # Records applied per transaction at most, and how long a fetch waits for
+    # more before the projector applies what it has (its lag when idle).
+    sql_batch_size: int = 2000
+    sql_batch_interval: float = 0.1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -332,6 +345,7 @@ class Settings:
         if not 1 <= self.generation_concurrency <= 1000:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
         self._validate_live()
+        self._validate_sql()
         odd = [v for v in self.generated_variants if v not in self.variants]
         if odd:
             raise ConfigError(f"{ENVIRONMENT['generated_variants']} names {', '.join(odd)}, which "
@@ -394,6 +408,18 @@ class Settings:
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.web_port}"
+    def _validate_sql(self) -> None:
+        env = ENVIRONMENT
+        scheme = urlsplit(self.sql_url).scheme if self.sql_url else "sqlite"
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ConfigError(f"{env['sql_url']}: {scheme!r} is not a read model URL; give sqlite:///PATH, "
+                              "postgresql://user:password@host:port/database, or nothing (a SQLite file in "
+                              f"{env['state_dir']})")
+        if not 1 <= self.sql_batch_size <= 100_000:
+            raise ConfigError(f"{env['sql_batch_size']}={self.sql_batch_size}: must be 1..100000")
+        if not 0 < self.sql_batch_interval <= 10:
+            raise ConfigError(f"{env['sql_batch_interval']}={self.sql_batch_interval}: must be above 0 and at "
+                              "most 10 (seconds)")
 
     def _validate_presets(self) -> dict[str, str]:
         from regen.imaging.errors import ImagingError
@@ -523,6 +549,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_SETTINGS:
                 shown = "********" if value else "(not set)"
+            elif f.name == "sql_url" and urlsplit(value).password:  # the database password stays hidden
+                shown = value.replace(f":{urlsplit(value).password}@", ":********@")
             elif f.name == "generators":
                 shown = describe_generators(value)  # names of the secrets' variables, never their values
             elif isinstance(value, tuple):

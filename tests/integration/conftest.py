@@ -99,3 +99,18 @@ def media(tmp_path: Path) -> Path:
     folder = tmp_path / "media"
     write_video(folder / "clip.mp4", frames=48, size=(320, 180))
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL cluster (tests/postgres.py). Missing PostgreSQL
+    fails the tests that need it, with what to install: CI must run them."""
+    from tests.postgres import MISSING, LocalPostgres, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.fail(MISSING)
+    server = LocalPostgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
