@@ -238,7 +238,8 @@ def _publish_command(command, as_json: bool, dry_run: bool = False) -> None:
 @click.option("--limit", type=click.IntRange(1, 1_000_000),
               help="At most this many jobs in all (split evenly over the partitions, oldest failures first).")
 @click.option("--reason", help="Why, for the audit trail.")
-@click.option("--dry-run", is_flag=True, help="Print the command that would be published and publish nothing.")
+@click.option("--dry-run", is_flag=True, help="List the failed jobs it would retry (from the SQL read model) and "
+              "publish nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 def retry(failed: bool, batch_id: str | None, video_id: str | None, group_id: str | None, kind: str | None,
           since: str | None, limit: int | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
@@ -264,7 +265,15 @@ def retry(failed: bool, batch_id: str | None, video_id: str | None, group_id: st
     command = operator.make_command("RetryFailed", {
         "batch_id": batch_id, "video_id": video_id, "group_id": group_id, "kind": kind, "limit": limit,
         "since": operator.iso_time(since) if since else None, "reason": reason})
-    _publish_command(command, as_json, dry_run)
+    if dry_run:
+        from regen.cli import sql as sqlcli
+
+        jobs = sqlcli.preview_retry(_settings(), command)
+        click.echo(orjson.dumps({"would_publish": type(command).__name__, "command": command.to_dict(),
+                                 "jobs": jobs}, default=str).decode()
+                   if as_json else sqlcli.format_retry_preview(jobs, command))
+        return
+    _publish_command(command, as_json)
 
 
 @cli.command()

@@ -64,6 +64,29 @@ def list_jobs(settings: Settings, f: JobFilter) -> JobPage:
             store.close()
 
 
+def preview_retry(settings: Settings, command: Any) -> list[dict[str, Any]]:
+    """The failed jobs a RetryFailed command would pick, from the read model
+    (projections/retry_preview.py: the workers' rules, on its rows)."""
+    from regen.projections.retry_preview import retry_preview
+
+    store = SqlStore.open(sql_url(settings), read_only=True)
+    try:
+        return retry_preview(store, command)
+    finally:
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+def format_retry_preview(jobs: list[dict[str, Any]], command: Any) -> str:
+    if not jobs:
+        return "no failed job matches: nothing would be retried (--dry-run: nothing published)"
+    rows = [(j["finished_at"] or "", j["kind"], j["target_id"], j["variant"], f"r{j['revision']}",
+             _cell(f"{j['error_code']}: {j['error']}" if j["error"] else j["reason"] or "")) for j in jobs]
+    text = format_table(rows, ("failed at", "kind", "target", "variant", "rev", "error"))
+    return (f"{text}\n{len(jobs)} failed job(s) would be asked for again by {type(command).__name__}"
+            f" (from the SQL read model; --dry-run: nothing published)")
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS - 1] + "…"

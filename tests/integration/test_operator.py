@@ -90,6 +90,19 @@ def test_retry_failed_batch_turns_every_failure_into_a_success_on_two_workers(st
 
     for path, data in good.items():
         path.write_bytes(data)
+    # --dry-run lists what the command would pick, from the worker's SQL read
+    # model (which follows the changelogs asynchronously: wait until it holds
+    # every failure), and publishes nothing.
+    def previewed():
+        shown = orjson.loads(regen(first, "retry", "--failed", "--batch", "B", "--dry-run", "--json").stdout)
+        return len(shown["jobs"]) == len(want) and shown
+
+    preview = eventually(previewed, timeout=30)
+    assert preview, regen(first, "retry", "--failed", "--batch", "B", "--dry-run").stdout
+    assert {f"{j['target_id']}/{j['variant']}" for j in preview["jobs"]} == want
+    assert {j["status"] for j in preview["jobs"]} == {"failed"} and preview["would_publish"] == "RetryFailed"
+    nothing = orjson.loads(regen(first, "retry", "--failed", "--batch", "other", "--dry-run", "--json").stdout)
+    assert nothing["jobs"] == []
     start = run(end_offsets(settings, bootstrap, topic_name(settings, IMAGES_RESULTS)))
     published = regen(first, "retry", "--failed", "--batch", "B", "--reason", "sources restored")
     assert "published RetryFailed" in published.stdout and "regen status batch B" in published.stdout
