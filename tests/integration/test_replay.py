@@ -81,6 +81,10 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
     dry = regen(worker, "replay", "--dry-run", "--json")
     plan = orjson.loads(dry.stdout)
     assert plan["targets"] == len(expected) and plan["by_kind"] == {"thumbnail": len(expected) - 2, "composite": 2}
+    # --since reads each source topic from the first record at or after the time.
+    for since, seen in (("2000-01-01T00:00Z", len(imports) + 2), ("2999-01-01T00:00Z", 0)):
+        plan = orjson.loads(regen(worker, "replay", "--dry-run", "--json", "--since", since).stdout)
+        assert plan["seen"] == seen, (since, plan)
 
 
 def test_repair_finds_exactly_the_damaged_outputs_and_renders_them_again(start_worker, corpus):
