@@ -4,7 +4,8 @@ A generator allows ``calls_per_minute``. Several workers share it through
 the partitions of the generation lane: a worker owning ``k`` of ``n``
 partitions takes ``k / n`` of the limit. Partitions of a consumer group are
 disjoint, so the shares sum to the limit; each worker then keeps its own
-share in every 60 s window (a log of its call times, not a token bucket,
+share in every window of 60 s (the generator's ``rate_window_s``, shorter
+only in tests) (a log of its call times, not a token bucket,
 which would allow twice the limit across a minute's boundary).
 
 Rebalances (the share is set from each assignment once it is complete, not

@@ -38,7 +38,7 @@ TURN_POLL_S = 1.0
 class GenerationServices:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
-        self.windows = {g.name: CallWindow(g.calls_per_minute) for g in settings.generators}
+        self.windows = {g.name: CallWindow(g.calls_per_minute, g.rate_window_s) for g in settings.generators}
         self._session: aiohttp.ClientSession | None = None
         self._asking: dict[str, asyncio.Future[None]] = {}  # answer key -> the call under way
 

@@ -18,24 +18,27 @@ Interrupting is safe: running it again skips what is already done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
-from regen.cli.kind_tables import KIND_SOURCE_TOPICS, read_kind_tables
-from regen.imaging.store import output_problem
-from regen.projections.replay import ReplayItem, intact_in_store, replay_items
+from regen.cli.kind_tables import KIND_SOURCE_TOPICS
+from regen.imaging.errors import StorageError
+from regen.imaging.verified_outputs import VerifiedOutputs
+from regen.kinds import KINDS
+from regen.projections.replay import ReplayItem, Rows, intact_in_store, replay_items
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.settings import Settings
 from regen.streams.client import ImageClient
 from regen.streams.codec import decode
 from regen.streams.connection import bootstrap_servers
 from regen.streams.exceptions import PoisonEvent, RegenError
-from regen.streams.results import read_to_end
+from regen.streams.results import changelog_topic, table_rows
+from regen.streams.snapshot import read_topics_to_end
 from regen.streams.topics import topic_name
 
 SOURCE_TOPICS = KIND_SOURCE_TOPICS
@@ -84,6 +87,16 @@ def parse_since(text: str) -> int:
 
 async def read_items(settings: Settings, bootstrap: str, topics: tuple[str, ...], since_ms: int | None,
                      variants: tuple[str, ...], progress: bool) -> tuple[int, list[ReplayItem]]:
+    seen, items, _ = await read_snapshot(settings, bootstrap, topics, since_ms, variants, progress, tables=False)
+    return seen, items
+
+
+async def read_snapshot(settings: Settings, bootstrap: str, topics: tuple[str, ...], since_ms: int | None,
+                        variants: tuple[str, ...], progress: bool, *, tables: bool
+                        ) -> tuple[int, list[ReplayItem], Rows]:
+    """The source events read, the items they ask for and (with ``tables``)
+    every kind's table as the workers hold it: all read through one consumer
+    (streams/snapshot.py), the tables' changelogs with the sources."""
     unknown = [t for t in topics if t not in SOURCE_TOPICS]
     if unknown:
         raise RegenError(f"--topic {', '.join(unknown)}: not a source topic (choose from {', '.join(SOURCE_TOPICS)})")
@@ -91,20 +104,26 @@ async def read_items(settings: Settings, bootstrap: str, topics: tuple[str, ...]
     if not_configured:
         raise RegenError(f"--variant {', '.join(not_configured)} is not configured (REGEN_VARIANTS: "
                          f"{', '.join(settings.variants)})")
-    events = []
+    specs = {topic_name(settings, SOURCE_TOPICS[suffix]): SOURCE_TOPICS[suffix]
+             for suffix in topics or tuple(SOURCE_TOPICS)}
+    table_names = sorted({kind.table for kind in KINDS.values()}) if tables else []
+    changelogs = {changelog_topic(settings, table): table for table in table_names}
     bar = tqdm(desc="reading", unit=" events", disable=not progress, leave=False)
-    for suffix in topics or tuple(SOURCE_TOPICS):
-        spec = SOURCE_TOPICS[suffix]
-        for record in await read_to_end(settings, bootstrap, topic_name(settings, spec), since_ms=since_ms,
-                                        on_record=lambda _: bar.update()):
+    records = await read_topics_to_end(
+        settings, bootstrap, {**dict.fromkeys(specs, since_ms), **dict.fromkeys(changelogs)},
+        on_record=lambda r: bar.update() if r.topic in specs else None)
+    bar.close()
+    events = []
+    for name, spec in specs.items():
+        for record in records[name]:
             try:
                 # Not validated again: workers checked every event when it came
                 # in, and a replay only takes ids and revisions from them.
                 events.append(decode(record.value, record.headers, spec.event_types, validate=False)[0])
             except PoisonEvent:
                 continue  # it went to the dead-letter topic when the worker met it
-    bar.close()
-    return len(events), replay_items(events, settings, only_variants=variants)
+    rows = {table: table_rows(records[name]) for name, table in changelogs.items()}
+    return len(events), replay_items(events, settings, only_variants=variants), rows
 
 
 async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: int | None = None,
@@ -113,11 +132,12 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
     bootstrap = bootstrap_servers(settings)
     started = time.monotonic()
     summary = ReplaySummary()
-    summary.seen, items = await read_items(settings, bootstrap, topics, since_ms, variants, progress)
+    summary.seen, items, rows = await read_snapshot(settings, bootstrap, topics, since_ms, variants, progress,
+                                                    tables=not force)
     summary.targets = len(items)
     if not force:
         # What the projections record as rendered, and is intact on disk, needs no worker.
-        items = await _not_intact(settings, bootstrap, items)
+        items = await asyncio.to_thread(_not_intact, settings, items, rows)
         summary.skipped = summary.targets - len(items)
     if not items:
         summary.seconds = time.monotonic() - started
@@ -145,10 +165,15 @@ async def replay(settings: Settings, *, topics: tuple[str, ...] = (), since_ms: 
     return summary
 
 
-async def _not_intact(settings: Settings, bootstrap: str, items: list[ReplayItem]) -> list[ReplayItem]:
-    rows = await read_kind_tables(settings, bootstrap)
-    check = partial(output_problem, Path(settings.image_store))
-    return [i for i in items if not intact_in_store(i, rows, check)]
+def _not_intact(settings: Settings, items: list[ReplayItem], rows: Rows) -> list[ReplayItem]:
+    # Files unchanged since a previous replay verified them are not read
+    # again (imaging/verified_outputs.py); any other is hashed in full.
+    verified = VerifiedOutputs(Path(settings.image_store), Path(settings.state_dir))
+    try:
+        return [i for i in items if not intact_in_store(i, rows, verified.problem)]
+    finally:
+        with contextlib.suppress(OSError, StorageError):  # only a cache: the next replay hashes again
+            verified.save()
 
 
 def _count(summary: ReplaySummary, completion) -> None:

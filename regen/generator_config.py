@@ -10,6 +10,11 @@
         "image_base64": "data.0.b64_json",         # or "image_url": "data.0.url" with "allowed_hosts"
         "timeout_s": 60, "calls_per_minute": 60, "cost_per_call": 0.04, "max_bytes": 20000000}}
 
+``rate_window_s`` (60 by default) is the window ``calls_per_minute`` is
+counted over: at most that many calls in every window of this many seconds.
+Anything but 60 is for tests and demos that cannot wait a minute to see the
+limit at work.
+
 Settings keep the *name* of the variable holding the secret, never the
 secret: ``regen config`` and logs may print a GeneratorConfig whole.
 """
@@ -33,7 +38,10 @@ RESPONSE_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}$")
 MAX_TIMEOUT_S = 600.0
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 KNOWN_KEYS = frozenset({"url", "auth_env", "auth_header", "auth_scheme", "request", "image_base64", "image_url",
-                        "allowed_hosts", "timeout_s", "calls_per_minute", "cost_per_call", "max_bytes"})
+                        "allowed_hosts", "timeout_s", "calls_per_minute", "rate_window_s", "cost_per_call",
+                        "max_bytes"})
+# A window shorter than a few seconds is swamped by the guard the call window adds for network delay.
+MIN_RATE_WINDOW_S, MAX_RATE_WINDOW_S = 2.0, 3600.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,8 @@ class GeneratorConfig:
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"  # the value is sent as "<scheme> <secret>" ("" : the secret alone)
     timeout_s: float = 60.0
-    calls_per_minute: int = 60
+    calls_per_minute: int = 60  # calls in every rate_window_s
+    rate_window_s: float = 60.0
     cost_per_call: float = 0.0
     max_bytes: int = DEFAULT_MAX_BYTES  # largest image (and, with base64's overhead, JSON answer) accepted
 
@@ -107,6 +116,7 @@ def _one(name: str, entry: Any) -> GeneratorConfig:
         auth_scheme=_text(entry, "auth_scheme", "Bearer", where),
         timeout_s=_number(entry, "timeout_s", 60.0, where, 0.001, MAX_TIMEOUT_S),
         calls_per_minute=int(_number(entry, "calls_per_minute", 60, where, 1, 1_000_000)),
+        rate_window_s=_number(entry, "rate_window_s", 60.0, where, MIN_RATE_WINDOW_S, MAX_RATE_WINDOW_S),
         cost_per_call=_number(entry, "cost_per_call", 0.0, where, 0, 1e9),
         max_bytes=int(_number(entry, "max_bytes", DEFAULT_MAX_BYTES, where, 1024, 1 << 30)),
     )

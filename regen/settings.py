@@ -73,6 +73,7 @@ ENVIRONMENT: dict[str, str] = {
     "video_containers": "REGEN_VIDEO_CONTAINERS",
     "log_level": "REGEN_LOG_LEVEL",
     "broker_backoff_max": "REGEN_BROKER_BACKOFF_MAX",
+    "session_timeout": "REGEN_SESSION_TIMEOUT",
     "group_max_members": "REGEN_GROUP_MAX_MEMBERS",
     "group_stuck_after": "REGEN_GROUP_STUCK_AFTER",
     "webhook_urls": "REGEN_WEBHOOK_URLS",
@@ -210,6 +211,10 @@ class Settings:
     # each time (from 0.1 s, doubling, with jitter) up to this many seconds:
     # the longest a worker takes to notice the broker is back.
     broker_backoff_max: float = 5.0
+    # How long a killed worker's partitions wait before the group gives them
+    # to the others (Kafka's session.timeout.ms). Heartbeats go every 2 s, so
+    # at least 6 s (also the broker's group.min.session.timeout.ms default).
+    session_timeout: float = 10.0
     # A group's row keeps every member (its output or failure): past this
     # many, new members are counted as refused, not kept. Groups are cases of
     # tens of images; a batch of thousands has batch progress.
@@ -321,6 +326,10 @@ class Settings:
         if self.broker_backoff_max < 0.1:
             raise ConfigError(f"{ENVIRONMENT['broker_backoff_max']}={self.broker_backoff_max}: "
                               "must be at least 0.1 (seconds)")
+        if not 6 <= self.session_timeout <= 300:
+            raise ConfigError(f"{ENVIRONMENT['session_timeout']}={self.session_timeout}: must be 6..300 (seconds; "
+                              "heartbeats go every 2 s, and a broker refuses less than its "
+                              "group.min.session.timeout.ms, 6 s by default)")
         if self.idle_delay < 0:
             raise ConfigError(f"{ENVIRONMENT['idle_delay']}={self.idle_delay}: must be >= 0")
         if not 1 <= self.composite_max_frames <= 1024:

@@ -37,7 +37,7 @@ def create_app(settings: Settings, bootstrap: str, cluster: str = "default") -> 
         # so long renders do not starve them. The session timeout is how long
         # a killed worker's partitions wait before another worker takes them:
         # keep it short. Slow batches are covered by the poll interval.
-        broker_session_timeout=10.0,
+        broker_session_timeout=settings.session_timeout,  # 10 s unless REGEN_SESSION_TIMEOUT says otherwise
         broker_heartbeat_interval=2.0,
         broker_max_poll_interval=1800.0,
         web_enabled=True,

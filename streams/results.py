@@ -161,10 +161,15 @@ def changelog_topic(settings: Settings, table: str) -> str:
 async def read_table(settings: Settings, bootstrap: str, table: str) -> dict[str, dict]:
     """A table as the workers hold it: the latest value of every key in its
     changelog (a deleted key's tombstone removes it)."""
+    return table_rows(await read_to_end(settings, bootstrap, changelog_topic(settings, table)))
+
+
+def table_rows(records: list[ConsumerRecord]) -> dict[str, dict]:
+    """A changelog's records, in order, folded into the table's rows."""
     import orjson
 
     rows: dict[str, dict] = {}
-    for record in await read_to_end(settings, bootstrap, changelog_topic(settings, table)):
+    for record in records:
         key = record.key.decode() if record.key is not None else ""
         if key.startswith('"'):
             key = orjson.loads(key)  # Faust writes changelog keys as JSON strings

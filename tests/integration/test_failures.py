@@ -47,9 +47,10 @@ def test_a_worker_killed_three_times_loses_no_job(start_worker, corpus, tmp_path
     media = tmp_path / "media"
     photos = make_photos(media, 300)
     # The sweeper's safety net stays out of reach (stuck_after 10 min): what
-    # is proved here is that redelivery alone loses nothing.
+    # is proved here is that redelivery alone loses nothing. Each restarted
+    # worker joins once the killed one's session has expired: 6 s, not 10.
     worker = start_worker(REGEN_MEDIA_ROOTS=f"{corpus}:{media}", REGEN_RENDER_BATCH_SIZE="8",
-                          REGEN_STUCK_AFTER="600")
+                          REGEN_STUCK_AFTER="600", REGEN_SESSION_TIMEOUT="6")
     settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     events = [s.event for s in scan(photos, [media], "bounce")]
     run(publish_all(settings, bootstrap, events))

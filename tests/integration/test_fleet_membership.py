@@ -26,6 +26,8 @@ def test_a_worker_killed_and_one_added_mid_batch_lose_nothing(start_worker, corp
     fleet = Fleet(start_worker, tmp_path, env={"REGEN_MEDIA_ROOTS": f"{corpus}:{media}", "REGEN_WEB_TOKEN": TOKEN,
                                                "REGEN_PREGENERATE_VARIANTS": "h400.jpg,h200.jpg",
                                                "REGEN_STUCK_AFTER": "600",
+                                               # The killed worker's partitions wait 6 s, not 10, to move.
+                                               "REGEN_SESSION_TIMEOUT": "6",
                                                # Six partitions: 2+2+2, then 3+3 after the kill, then 2+2+2
                                                # again (four would leave a third worker idle).
                                                "REGEN_PARTITIONS": "6"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,25 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
     assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, len(before), 2), (
         summary, second.stderr[-3000:])
 
+    # Damage two outputs where a check of file stamps alone would miss it:
+    # bytes changed in place with size and mtime put back, and another file
+    # of the same size renamed over one. A replay renders exactly those two.
+    store = Path(settings.image_store)
+    in_place, swapped = (store / uri for uri in sorted(u for u in before if u.endswith(".jpg"))[:2])
+    stamp = in_place.stat()
+    data = bytearray(in_place.read_bytes())
+    data[-3] ^= 0xFF
+    with open(in_place, "r+b") as f:
+        f.write(bytes(data))
+    os.utime(in_place, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    (store / "swap.tmp").write_bytes(swapped.read_bytes()[:-3] + b"\0\0\0")
+    (store / "swap.tmp").replace(swapped)
+    third = regen(worker, "replay", "--json")
+    summary = orjson.loads(third.stdout)
+    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (2, len(before) - 2, 2), (
+        summary, third.stderr[-3000:])
+    assert store_hashes(settings.image_store) == before, "both outputs back, byte for byte"
+
     only_new = regen(worker, "replay", "--variant", "h200.jpg", "--topic", "assets.imported", "--json")
     summary = orjson.loads(only_new.stdout)
     assert (summary["targets"], summary["rendered"]) == (len(imports), 5)
@@ -61,6 +81,10 @@ def test_a_wiped_store_comes_back_identical_and_a_second_replay_renders_nothing(
     dry = regen(worker, "replay", "--dry-run", "--json")
     plan = orjson.loads(dry.stdout)
     assert plan["targets"] == len(expected) and plan["by_kind"] == {"thumbnail": len(expected) - 2, "composite": 2}
+    # --since reads each source topic from the first record at or after the time.
+    for since, seen in (("2000-01-01T00:00Z", len(imports) + 2), ("2999-01-01T00:00Z", 0)):
+        plan = orjson.loads(regen(worker, "replay", "--dry-run", "--json", "--since", since).stdout)
+        assert plan["seen"] == seen, (since, plan)
 
 
 def test_repair_finds_exactly_the_damaged_outputs_and_renders_them_again(start_worker, corpus):

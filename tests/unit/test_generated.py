@@ -55,6 +55,29 @@ def test_generators_are_read_from_json_and_the_secret_is_only_named():
     assert (settings.generated_variants, settings.generation_concurrency) == (("h200.jpg",), 7)
     assert "do-not-print" not in repr(settings) and "M_KEY" in repr(settings)
     assert settings.generator("other") is None
+    assert m.rate_window_s == 60.0  # calls_per_minute means per minute unless a test shortens the window
+
+
+def test_a_generator_rate_window_is_the_call_window_s_span():
+    """A shortened rate_window_s (for tests) counts calls_per_minute over it."""
+    config = parse_generators(json.dumps({"m": {"url": "http://127.0.0.1:9/v1", "request": {},
+                                                "image_base64": "a", "calls_per_minute": 2,
+                                                "rate_window_s": 5}}))[0]
+    window = CallWindow(config.calls_per_minute, config.rate_window_s)
+    window.set_share(4, 4, now=0.0)
+    assert (window.take(0.0), window.take(0.1)) == (0.0, 0.0)
+    assert window.take(0.2) == pytest.approx(5.0 + GUARD_S - 0.2)
+    assert window.take(5.0 + GUARD_S) == 0.0
+
+
+def test_a_worker_keeps_each_generator_s_own_rate_window():
+    from regen.agents.generation import GenerationServices
+    from regen.agents.metrics import Metrics
+
+    generators = {name: {"url": "http://127.0.0.1:9/v1", "request": {}, "image_base64": "a", **extra}
+                  for name, extra in (("quick", {"rate_window_s": 5}), ("plain", {}))}
+    services = GenerationServices(Settings.from_env({"REGEN_GENERATORS": json.dumps(generators)}), Metrics())
+    assert {name: w.window_s for name, w in services.windows.items()} == {"quick": 5.0, "plain": 60.0}
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -66,6 +89,7 @@ def test_generators_are_read_from_json_and_the_secret_is_only_named():
     ({"url": "http://x/y", "request": {}, "image_base64": "a", "auth_env": "sk-live-123 456"}, "the NAME"),
     ({"url": "http://x/y", "request": {}, "image_base64": "a", "timeout_s": 0}, "timeout_s=0"),
     ({"url": "http://x/y", "request": {}, "image_base64": "a", "calls_per_minute": "lots"}, "calls_per_minute"),
+    ({"url": "http://x/y", "request": {}, "image_base64": "a", "rate_window_s": 0.5}, "rate_window_s=0.5"),
     ({"url": "http://x/y", "request": {}, "image_base64": "a", "retries": 3}, "unknown setting"),
 ])
 def test_a_bad_generator_setting_says_what_is_wrong(entry, message):
