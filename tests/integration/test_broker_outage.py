@@ -1,11 +1,5 @@
-"""A broker that goes away for 20 s under load: the worker waits quietly,
+"""A broker that goes away for a minute under load: the worker waits quietly,
 says so on /health, and finishes everything once the broker is back.
-
-20 s is about three times what the worker's pacing needs to settle (its
-reconnect and metadata backoffs reach their 5 s cap, REGEN_BROKER_BACKOFF_MAX,
-about 7 s after the broker goes away), so the CPU window below holds the
-climb and the steady state of a long outage, and the group's 10 s session
-timeout has passed when the broker comes back.
 
 Before the worker's Kafka clients were paced, the same outage kept a core
 at 97 % and wrote 260,000 log lines a minute (streams/paced_clients.py).
@@ -26,11 +20,11 @@ from regen.streams import local_broker
 from regen.streams.results import wait_for
 from tests.helpers import WorkerProcess, make_photos, publish_all, run, variant_key
 
-OUTAGE_S = 20.0
+OUTAGE_S = 60.0
 # The worker's own CPU over CPU_WINDOW_S of the outage, as a share of one
 # core. An idle worker with its broker up uses about a tenth of a core here
 # (Faust's timers and streams); the outage must add little to that.
-CPU_WINDOW_S, CPU_LIMIT = 15.0, 0.30
+CPU_WINDOW_S, CPU_LIMIT = 20.0, 0.30
 # Log lines once the worker is ready: the load, the outage and the recovery
 # (about 190 here, 60 of them from the outage on), and of those, from the
 # outage on. Before it, Faust prints its topic and partition tables (about
@@ -69,8 +63,8 @@ def stop_keeping_data(broker_state) -> None:
         os.killpg(info.pid, signal.SIGKILL)
 
 
-@pytest.mark.slow  # about 40 s: 20 s of it is the outage
-def test_a_broker_stopped_for_20_s_under_load(regen_env, tmp_path):
+@pytest.mark.slow  # about 2 minutes: a minute of it is the outage
+def test_a_broker_stopped_for_a_minute_under_load(regen_env, tmp_path):
     broker_state = tmp_path / "own-broker"
     bootstrap = local_broker.start(broker_state, progress=lambda m: None).bootstrap
     try:
