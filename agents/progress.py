@@ -31,7 +31,15 @@ def register_progress(ctx: WorkerContext) -> None:
 
     @guarded_timer(ctx, REPORT_EVERY_S, "batch-reporter")
     async def batch_reporter():
-        if not ctx.app.tables.recovery.completed.is_set():
+        # Not while the group rebalances. The assignment already names the
+        # partitions arriving here, but their tables are still being
+        # recovered, and recovery writes the store directly (not through
+        # put_state): an arrived partition read now would miss its previous
+        # owner's last writes for good, and its shard would stay pending (a
+        # batch that never finishes). recovery.completed is set once, at the
+        # first recovery; app.rebalancing covers every later one (as the
+        # lanes, agents/lanes.py, and the lifecycle timer do).
+        if ctx.app.rebalancing or not ctx.app.tables.recovery.completed.is_set():
             return
         partitions = _assigned_partitions(ctx)
         if partitions != owned["partitions"]:

@@ -75,10 +75,13 @@ class BatchTracker:
                           failures=tuple(failures), **counts)
 
     def forget_partitions(self, keep: set[int]) -> None:
-        """Drop what this worker no longer owns (after a rebalance)."""
+        """Drop what this worker no longer owns (after a rebalance), its
+        unreported changes too: reported now, such a shard would be empty
+        and newer than its new owner's report, so it would replace it."""
         for partitions in self._items.values():
             for partition in [p for p in partitions if p not in keep]:
                 del partitions[partition]
+        self._changed = {(batch_id, p) for batch_id, p in self._changed if p in keep}
 
 
 def _bucket(status: str) -> str:

@@ -45,12 +45,20 @@ class Stream:
         self.headers = dict(self.response.getheaders())
         self.parser = EventParser()
 
-    def events(self) -> Iterator[ParsedEvent]:
+    def events(self, until: float | None = None) -> Iterator[ParsedEvent]:
+        """Until the server ends the stream. ``until`` (a time.monotonic()
+        deadline) fails the test once passed: the server's heartbeats (every
+        15 s) keep the read timeout from ever firing on a stream that never ends."""
+        last: ParsedEvent | None = None
         while True:
+            if until is not None and time.monotonic() > until:
+                raise AssertionError(f"the stream did not end in time; its last event: {last}")
             chunk = self.response.read1(65536)
             if not chunk:
                 return
-            yield from self.parser.feed(chunk)
+            for event in self.parser.feed(chunk):
+                last = event
+                yield event
 
     def close(self) -> None:
         self.conn.close()
@@ -176,7 +184,8 @@ def test_a_stream_whose_owner_stops_says_moved_and_a_resumed_client_gets_the_fin
     stream = Stream(asked, f"/events/batches/{batch_id}?expect=30")
     assert stream.headers[ANSWERED_BY] == url_of(owner)
     run(publish_all(asked.settings, asked.env["KAFKA_BOOTSTRAP_SERVERS"], imports))
-    events = stream.events()
+    # The owner's stop takes up to 30 s (then SIGKILL); a relay whose owner went silent ends within 35 s.
+    events = stream.events(until=time.monotonic() + 120)
     first = next(events)
     assert first.event == "state"
     owner.stop(signal.SIGTERM)
@@ -196,7 +205,7 @@ def test_a_stream_whose_owner_stops_says_moved_and_a_resumed_client_gets_the_fin
             again.close()
             continue
         assert again.status == 200
-        for event in again.events():
+        for event in again.events(until=deadline):
             last_id = event.id or last_id
             if event.event == "finished":
                 final = orjson.loads(event.data)

@@ -103,3 +103,13 @@ def test_an_assets_partition_is_computed_as_the_producer_places_its_events():
         for partitions in (1, 4, 7):
             everything = list(range(partitions))
             assert partition_for(key, partitions) == DefaultPartitioner()(key.encode(), everything, everything)
+
+
+def test_a_partition_that_moved_away_reports_nothing_not_an_empty_shard():
+    """Its unreported change, reported as an empty shard newer than the new
+    owner's report, would replace that report: a batch that never finishes."""
+    tracker = BatchTracker(VARIANTS, PLACED.__getitem__)
+    observe(tracker, asset("kept"), 0)
+    observe(tracker, asset("moved"), 1)
+    tracker.forget_partitions({0})
+    assert [(s.partition, s.total) for s in tracker.take_changed(at=10.0)] == [(0, 2)]
