@@ -134,7 +134,8 @@ class WorkerContext:
 
                     await send_to_deadletter(self, origin, e)
 
-    async def send_durably(self, topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+    async def send_durably(self, topic: str, key: bytes | None, value: bytes | None, headers,
+                           partition: int | None = None) -> None:
         """Retry until the broker acknowledges. Giving up would let the
         caller's offsets be committed past an event whose result was never
         written; waiting holds them back until the broker is reachable.
@@ -144,7 +145,7 @@ class WorkerContext:
         dead-letters the message whose handling tried to send it."""
         for attempt in itertools.count(1):
             try:
-                await self.app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None,
+                await self.app.producer.send_and_wait(topic, key, value, partition=partition, timestamp=None,
                                                       headers=headers)
                 return
             except KafkaError as e:

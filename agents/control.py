@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from regen.agents.context import SEND_RETRY, WorkerContext, worth_retrying
+from regen.agents.context import WorkerContext
 from regen.agents.handling import handle_message
 from regen.agents.lanes import PartitionFollower
 from regen.kinds import KINDS
@@ -128,7 +126,7 @@ async def _fan_out(ctx: WorkerContext, message: Any, command: Event) -> None:
         return  # every worker's BackgroundWatch reads these itself
     topic = topic_name(ctx.settings, CONTROL_PARTITIONS)
     headers = [(k, bytes(v)) for k, v in _headers(message)]
-    await asyncio.gather(*(_send_to_partition(ctx, topic, p, message.key, message.value, headers)
+    await asyncio.gather(*(ctx.send_durably(topic, message.key, message.value, headers, partition=p)
                            for p in range(ctx.settings.partitions)))
     log.info("%s %s (by %s) handed to all %d partitions", type(command).__name__,
              getattr(command, "command_id", "?"), getattr(command, "requested_by", "?"), ctx.settings.partitions)
@@ -137,22 +135,6 @@ async def _fan_out(ctx: WorkerContext, message: Any, command: Event) -> None:
 def _headers(message: Any) -> list[tuple[str, Any]]:
     headers = message.headers
     return list(headers.items() if isinstance(headers, dict) else (headers or []))
-
-
-async def _send_to_partition(ctx: WorkerContext, topic: str, partition: int, key: bytes | None,
-                             value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-    """As WorkerContext.send_durably, to one named partition."""
-    for attempt in itertools.count(1):
-        try:
-            await ctx.app.producer.send_and_wait(topic, key, value, partition=partition, timestamp=None,
-                                                 headers=headers)
-            return
-        except KafkaError as e:
-            if not worth_retrying(e):
-                raise
-            delay = SEND_RETRY.delay(attempt)
-            log.warning("copying a command to %s[%d] failed (%s); retrying in %.1f s", topic, partition, e, delay)
-            await asyncio.sleep(delay)
 
 
 # --- step 2: applied by each partition's owner ----------------------------------------

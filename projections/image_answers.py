@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 from regen.projections.signed_urls import image_signature
 from regen.projections.state import JobState
+from regen.projections.sweeping import epoch
 
 # --- which variant a URL names -----------------------------------------------------
 
@@ -211,7 +211,7 @@ def decide(output: dict | None, job: JobState | None, if_none_match: str | None,
         hit = Hit(output)
         return NotModified(hit.etag) if none_match(if_none_match, hit.etag) else hit
     if job is not None and job.status == "failed":
-        failed_at = _unix(job.finished_at or job.updated_at) or now
+        failed_at = epoch(job.finished_at or job.updated_at) or now
         retry_at = failed_at + rules.retry_on_view_s
         if last_retry_at is not None:
             retry_at = max(retry_at, last_retry_at + rules.retry_on_view_s)
@@ -271,10 +271,3 @@ def failed_answer(failed: Failed, now: float, negotiated: bool, rules: Rules) ->
                                   f"again in {retry_after} s, or fix the source and import it again"})
 
 
-def _unix(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -12,6 +12,7 @@ import pytest
 
 from regen.agents import control as agents_control
 from regen.agents import lanes
+from regen.agents.context import WorkerContext
 from regen.projections.control import retry_marker
 from regen.projections.state import AssetState, JobState
 from regen.schemas.events import (
@@ -51,6 +52,9 @@ class FakeCtx:
                 ctx.sent.append((topic, partition, value))
 
         self.app = SimpleNamespace(producer=Producer())
+
+    # The real one: it sends through the fake producer above.
+    send_durably = WorkerContext.send_durably
 
     async def emit(self, spec, event) -> None:
         # What was in the table when the event was sent: marks must come after sends.
