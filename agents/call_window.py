@@ -12,7 +12,7 @@ Rebalances (the share is set from each assignment once it is complete, not
 from the empty one a rebalance passes through): a share that shrinks
 applies at once; one that grows applies one window later, because the
 worker that gave up those partitions may have used their share in the last
-minute (it stops calling before it lets them go: rule 9 of
+minute (it stops calling before it lets them go: rule 10 of
 streams/checkpoint.py). So while the same workers trade partitions, the
 group keeps the limit in every window. A worker's first share after it
 starts applies at once, since it cannot know what others did: in the minute

@@ -4,9 +4,9 @@ A generation job spends up to a minute waiting on its model, and the other
 lanes' follower (agents/lanes.py) waits for a whole batch before it fetches
 again. Here each record is handled on its own task and the next record is
 fetched as soon as one finishes, so one hung call (abandoned at its
-timeout) holds one slot, not the lane. Offsets follow rule 11 of
+timeout) holds one slot, not the lane. Offsets follow rule 12 of
 streams/checkpoint.py: committed only past an unbroken run of finished
-records. Ownership, assignment and commits are the lanes' own (rules 7-10).
+records. Ownership, assignment and commits are the lanes' own (rules 8-11).
 
 The follower also tells the generators' call windows how many of the
 lane's partitions this worker reads: its share of each rate limit.
@@ -58,7 +58,7 @@ class GenerationFollower(PartitionFollower):
             await self._abandon()
         wanted = self.owned()
         if wanted != self.assigned or self._assigned_at != self.rebalances:
-            if self._tasks:  # rules 9 and 10: finish and commit what is in flight first
+            if self._tasks:  # rules 10 and 11: finish and commit what is in flight first
                 await self._settle(consumer, wait=True)
                 return
             await self._assign(consumer, wanted)
@@ -85,7 +85,7 @@ class GenerationFollower(PartitionFollower):
                 task = asyncio.ensure_future(self.handle(self.ctx, [lane_event(record)]))
                 self._tasks[task] = (record.partition, record.offset)
                 task.add_done_callback(self._finished)
-        # (records fetched as a rebalance began are read again from the committed offsets: rule 10)
+        # (records fetched as a rebalance began are read again from the committed offsets: rule 11)
         await self._settle(consumer, wait=False)
 
     def _steady(self) -> bool:

@@ -7,7 +7,7 @@ consumer of their own, with its own fetches and its own commits, so nothing
 of the background work sits in front of a person's request except the render
 processes, which the pool shares by priority.
 
-Ownership still comes from Faust (rules 7-10 of streams/checkpoint.py): the
+Ownership still comes from Faust (rules 8-11 of streams/checkpoint.py): the
 handlers write table rows, and a table partition must have one writer, so a
 worker reads exactly the partitions whose ``jobs`` table partitions it owns.
 These consumers join no group of their own: they are assigned those
@@ -101,7 +101,7 @@ class PartitionFollower:
     # --- what Faust tells the lane -------------------------------------------
 
     def owned(self) -> frozenset[int]:
-        """Rule 7: the partitions to read now; none while Faust rebalances
+        """Rule 8: the partitions to read now; none while Faust rebalances
         or recovers tables."""
         app = self.ctx.app
         if app.rebalancing or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
@@ -122,7 +122,7 @@ class PartitionFollower:
             await asyncio.wait_for(self._idle.wait(), self.ctx.settings.render_timeout + 5)
 
     async def on_partitions_revoked(self) -> None:
-        """Rule 9: let the batch in flight finish and be committed before
+        """Rule 10: let the batch in flight finish and be committed before
         the revocation returns; read nothing until the next assignment."""
         self.rebalances += 1
         await self._idle.wait()
@@ -158,7 +158,7 @@ class PartitionFollower:
         if not records or self._stopping:
             return
         if self._assigned_at != self.rebalances or self.owned() != self.assigned:
-            return  # a rebalance began during the fetch: rule 10 reads them again
+            return  # a rebalance began during the fetch: rule 11 reads them again
         self._idle.clear()
         try:
             await self.handle(self.ctx, [lane_event(record) for record in records])
@@ -167,7 +167,7 @@ class PartitionFollower:
             self._idle.set()
 
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
-        """Rule 10: (re)assign and start every partition at its committed offset."""
+        """Rule 11: (re)assign and start every partition at its committed offset."""
         epoch = self.rebalances  # a revocation during the awaits below makes the next step reassign
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -199,7 +199,7 @@ class PartitionFollower:
         return {tp: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in tps}
 
     async def _commit(self, consumer: AIOKafkaConsumer, positions: dict[int, int]) -> None:
-        """Rule 8, retried with backoff: the broker may be away for a while,
+        """Rule 9, retried with backoff: the broker may be away for a while,
         and moving on uncommitted would only redo the batch later."""
         offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in positions.items()}
         delay = COMMIT_RETRY_FIRST_S

@@ -11,7 +11,7 @@ Commit order for one batch, which is what makes a killed worker lose nothing:
    retriable failure with attempts left, the next attempt to the retry topic)
    and wait for the broker's ack (the outcome is folded into the jobs table
    first, so a request arriving now is answered from it, not joined);
-5. only then does the lane commit the batch's offsets (rule 8 of
+5. only then does the lane commit the batch's offsets (rule 9 of
    streams/checkpoint.py). A crash anywhere before 5 redelivers the whole batch;
    deterministic output paths make the second render write the same bytes.
 """

@@ -12,6 +12,12 @@ Delivery through Faust's consumer (:class:`Sequencer`)
 1. A record is handed to the agents only if it is the next offset of its
    partition. Faust otherwise marks the offsets it skipped as a "gap" that
    counts as acked, and the commit moves past records never processed.
+   A partition whose next offset is unknown (just assigned, and records
+   arrive before recovery has sought it) delivers nothing until it has been
+   sought to its committed offset (the beginning, if none): delivering from
+   wherever the fetcher stood let a record released by the last generation
+   (rule 6) be passed over by the commit of the one after it, and the fleet
+   test lost one record per partition that way.
 2. A seek (recovery seeking to the committed offset, or rule 4) makes every
    record fetched before it stale: such a record is skipped and the partition
    is sought back to the next offset, so it is fetched again in order.
@@ -34,33 +40,38 @@ Commits through Faust's consumer
    the consumer's current one and flow is active: the same condition under
    which the stream processed it. Anything else is released (shutdown does
    not wait for it) but fetched and handled again after the rebalance.
+7. The offset committed is the lowest record delivered and not yet counted,
+   or, when every delivered record is counted, the next offset. Faust's own
+   rule (the first run of acked offsets, allowed to start one past the
+   committed offset) skipped a released record whenever the record after it
+   was counted.
 
 The render lanes and requests (:func:`commit_positions`)
 
-7. A lane partition is read only by the worker that owns the same partition
+8. A lane partition is read only by the worker that owns the same partition
    of the tables (Faust's assignment of the ``jobs`` changelog), and only
    once that worker's table recovery is complete: rendering writes the job's
    state, and a table partition has one writer.
-8. A batch's offsets are committed only after every job in it has its
+9. A batch's offsets are committed only after every job in it has its
    outcome acknowledged by the broker (or is dead-lettered): a worker killed
    before that renders the batch again, to the same paths.
-9. When Faust revokes partitions, the lane lets the batch in flight finish
-   and commits it before the revocation returns, then stops reading until the
-   new assignment's recovery is complete. The next owner starts from exactly
-   where this one stopped.
-10. Reading a partition again (after any rebalance) starts from the committed
+10. When Faust revokes partitions, the lane lets the batch in flight finish
+    and commits it before the revocation returns, then stops reading until
+    the new assignment's recovery is complete. The next owner starts from
+    exactly where this one stopped.
+11. Reading a partition again (after any rebalance) starts from the committed
     offset, never from the consumer's in-memory position, so records fetched
     but not rendered are never passed over.
 
 The generation lane (:class:`InFlight`)
 
-11. The generation lane keeps several records in flight at once, each
+12. The generation lane keeps several records in flight at once, each
     handled on its own, and fetches the next as soon as one is done: a model
     call of a minute must not hold up the four others of a batch. A
     partition's offset is committed only past records that are done, and
     done in an unbroken run from the committed offset: a record finished
-    after a slower one before it waits for that one (rule 8, record by
-    record). Rules 9 and 10 hold as for the lanes: on a revocation, or when
+    after a slower one before it waits for that one (rule 9, record by
+    record). Rules 10 and 11 hold as for the lanes: on a revocation, or when
     the partitions to read change, the lane fetches nothing more, lets the
     records in flight finish, commits, and only then reassigns.
 
@@ -81,16 +92,20 @@ class Verdict(Enum):
     DELIVER = "deliver"  # the next offset (rule 1), or past a real hole (rule 3)
     DUPLICATE = "duplicate"  # below the next offset: delivered already
     STALE = "stale"  # fetched before the partition's last seek (rule 2): seek back, skip
+    UNPLACED = "unplaced"  # next offset unknown (rule 1): seek to the committed offset, skip
 
 
 @dataclass
 class Sequencer(Generic[P]):
-    """Rules 1-5 as bookkeeping, free of any Kafka client: which records to
-    deliver, which to skip, and when a partition must be fetched again."""
+    """Rules 1-7 as bookkeeping, free of any Kafka client: which records to
+    deliver, which to skip, when a partition must be fetched again, and how
+    far its commit may go."""
 
     next_offset: dict[P, int] = field(default_factory=dict)
     # The fetch round during which each partition was last sought.
     sought_in: dict[P, int] = field(default_factory=dict)
+    # Delivered records whose ack has not counted yet (rule 7), per partition.
+    outstanding: dict[P, set[int]] = field(default_factory=dict)
     round: int = 0
 
     def fetch_started(self) -> int:
@@ -99,13 +114,19 @@ class Sequencer(Generic[P]):
         return self.round
 
     def sought(self, partition: P, offset: int) -> None:
-        """The partition's position was set to ``offset`` (rules 2 and 4)."""
+        """The partition's position was set to ``offset`` (rules 1, 2 and 4):
+        records from there on will be delivered again."""
         self.next_offset[partition] = offset
         self.sought_in[partition] = self.round
+        waiting = self.outstanding.get(partition)
+        if waiting:
+            self.outstanding[partition] = {o for o in waiting if o < offset}
 
     def verdict(self, partition: P, offset: int, fetched_in: int) -> Verdict:
         expected = self.next_offset.get(partition)
-        if expected is None or offset == expected:
+        if expected is None:
+            return Verdict.UNPLACED
+        if offset == expected:
             return Verdict.DELIVER
         if offset < expected:
             return Verdict.DUPLICATE
@@ -115,11 +136,28 @@ class Sequencer(Generic[P]):
 
     def delivered(self, partition: P, offset: int) -> None:
         self.next_offset[partition] = offset + 1
+        self.outstanding.setdefault(partition, set()).add(offset)
+
+    def counted(self, partition: P, offset: int) -> None:
+        """The record's ack counts towards the commit (rule 6)."""
+        waiting = self.outstanding.get(partition)
+        if waiting:
+            waiting.discard(offset)
+
+    def commit_bound(self, partition: P) -> int | None:
+        """Rule 7: the offset the partition may commit, or None while it is
+        unplaced."""
+        expected = self.next_offset.get(partition)
+        if expected is None:
+            return None
+        waiting = self.outstanding.get(partition)
+        return min(waiting) if waiting else expected
 
     def forget(self, partitions: Iterable[P]) -> None:
         for partition in partitions:
             self.next_offset.pop(partition, None)
             self.sought_in.pop(partition, None)
+            self.outstanding.pop(partition, None)
 
 
 class Record(Protocol):
@@ -131,7 +169,7 @@ class Record(Protocol):
 
 
 def commit_positions(records: Iterable[Record]) -> dict[int, int]:
-    """Rule 8: per partition, the offset to commit once every record of the
+    """Rule 9: per partition, the offset to commit once every record of the
     batch is done: the one after the last record (Kafka's committed offset is
     the next to read)."""
     positions: dict[int, int] = {}
@@ -141,14 +179,14 @@ def commit_positions(records: Iterable[Record]) -> dict[int, int]:
 
 
 def lane_partitions(actives: Iterable[tuple[str, int]], jobs_changelog: str) -> frozenset[int]:
-    """Rule 7: the lane partitions a worker reads are the numbers of the
+    """Rule 8: the lane partitions a worker reads are the numbers of the
     ``jobs`` changelog partitions it owns as active (not as standby)."""
     return frozenset(partition for topic, partition in actives if topic == jobs_changelog)
 
 
 @dataclass
 class InFlight:
-    """Rule 11 as bookkeeping: records started and done, per partition, and
+    """Rule 12 as bookkeeping: records started and done, per partition, and
     the offset each partition may commit."""
 
     started_offsets: dict[int, list[int]] = field(default_factory=dict)  # partition -> offsets in flight, ascending

@@ -11,7 +11,8 @@ fill it. The bounce test lost whole fetch batches to each (upstream issues
 
 The rules that replace Faust's are numbered in ``streams/checkpoint.py``;
 this class applies them to Faust's consumer: rule 6 in :meth:`ack`, rule 4
-in :meth:`_wait_next_records`, rules 1-5 in :meth:`_drain_messages`.
+in :meth:`_wait_next_records`, rules 1-5 in :meth:`_drain_messages`, rule 7
+in :meth:`_new_offset`.
 
 These override private methods of faust-streaming, which is pinned to one
 release for that reason; ``tests/unit/test_faust_tripwire.py`` fails when
@@ -43,11 +44,26 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
 
     def ack(self, message: Message) -> bool:
         if not self.ack_counts_towards_commit(message):
-            # Rule 6. Released, not committed: it will be fetched and handled again.
+            # Rule 6. Released, not committed: it will be fetched and handled
+            # again, and rule 7 holds the commit below it until then.
             message.acked = True
             self._unacked_messages.discard(message)
             return False
+        if not message.acked and self.app.topics.acks_enabled_for(message.topic):
+            self.sequencer.counted(message.tp, message.offset)
         return super().ack(message)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Rule 7, instead of Faust's first run of acked offsets."""
+        bound = self.sequencer.commit_bound(tp)
+        acked = self._acked[tp]
+        if bound is None:
+            return None
+        done = [offset for offset in acked if offset < bound]
+        if done:  # Faust's bookkeeping of acks, kept only above the bound
+            acked[:] = [offset for offset in acked if offset >= bound]
+            self._acked_index[tp].difference_update(done)
+        return bound
 
     async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, set[TP] | None]:
         generation = self.app.consumer_generation_id
@@ -88,6 +104,11 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                         delivered_since_yield = 0
                     if acks_enabled_for(message.topic):
                         verdict = sequencer.verdict(tp, message.offset, fetched_in)
+                        if verdict is Verdict.UNPLACED:
+                            if tp not in sought:  # rule 1: once; the rest of this fetch waits too
+                                sought.add(tp)
+                                await self._place(tp)
+                            continue
                         if verdict is Verdict.STALE:
                             if tp not in sought:  # rule 2: once; the rest of this fetch is stale too
                                 sought.add(tp)
@@ -129,18 +150,42 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
         for tp in records:
             expected = self.sequencer.next_offset.get(tp)
             if expected is None:
+                await self._place(tp)  # rule 1: unplaced, its next offset is the committed one
                 continue
             try:
                 await self.seek(tp, expected)
             except IllegalStateError:
                 pass  # revoked meanwhile: its next owner starts from the committed offset
 
+    async def _place(self, tp: TP) -> None:
+        """Rule 1: seek an unplaced partition to its committed offset (the
+        beginning when the group never committed one), which makes it placed."""
+        thread = self._thread
+        try:
+            committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
+            if committed is None:
+                committed = (await self.earliest_offsets(tp))[tp]
+            if self.sequencer.next_offset.get(tp) is None:  # recovery may have placed it meanwhile
+                await self.seek(tp, committed)
+                self.log.info("%s[%s] had records before recovery placed it: sought to its committed "
+                              "offset %s first (rule 1)", tp.topic, tp.partition, committed)
+        except IllegalStateError:
+            pass  # revoked meanwhile: its next owner starts from the committed offset
+        except self.consumer_stopped_errors:
+            raise
+        except Exception as exc:  # the broker is away: the next record tries again
+            self.log.warning("could not read the committed offset of %s (%r); will try again", tp, exc)
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        # Recovery sought every partition to its committed offset: the next to deliver.
+        # Recovery sought every partition to its committed offset: the next to
+        # deliver. aiokafka seeks only to a committed offset above 0, so a
+        # partition committed at 0, or never, is left unplaced for rule 1.
         for tp, offset in self._read_offset.items():
-            if offset is not None:
+            if offset:
                 self.sequencer.sought(tp, offset)
+            else:
+                self.sequencer.forget([tp])
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)

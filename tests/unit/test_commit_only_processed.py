@@ -44,6 +44,19 @@ def message(app, offset: int, generation_id: int):
     return msg
 
 
+def delivered(app, offsets, generation_id: int = 7, placed_at: int | None = None):
+    """Messages as _drain_messages hands them over: placed, then delivered in order."""
+    sequencer = app.consumer.sequencer
+    offsets = list(offsets)
+    if PARTITION not in sequencer.next_offset:
+        sequencer.sought(PARTITION, offsets[0] if placed_at is None else placed_at)
+    messages = []
+    for offset in offsets:
+        sequencer.delivered(PARTITION, offset)
+        messages.append(message(app, offset, generation_id))
+    return messages
+
+
 def test_the_app_uses_the_fixed_consumer(app):
     assert isinstance(app.consumer, CommitOnlyProcessedConsumer)
 
@@ -51,35 +64,60 @@ def test_the_app_uses_the_fixed_consumer(app):
 def test_messages_processed_in_the_current_generation_are_committed(app):
     consumer = app.consumer
     consumer._committed_offset[PARTITION] = 20
-    for offset in range(20, 25):
-        assert consumer.ack(message(app, offset, generation_id=7))
+    for msg in delivered(app, range(20, 25)):
+        assert consumer.ack(msg)
     assert consumer._new_offset(PARTITION) == 25
+    assert not consumer._acked[PARTITION], "Faust's list of acks is emptied below the commit"
 
 
 def test_messages_from_an_older_generation_are_released_but_not_committed(app):
     consumer = app.consumer
-    stale = [message(app, offset, generation_id=6) for offset in range(20, 34)]
+    stale = delivered(app, range(20, 34), generation_id=6)
     for msg in stale:
         consumer._unacked_messages.add(msg)
         assert consumer.ack(msg) is False
         assert msg.acked
     # Nothing to commit: the offsets will be fetched again after the seek.
     consumer._committed_offset[PARTITION] = 20
-    assert consumer._new_offset(PARTITION) is None
+    assert consumer._new_offset(PARTITION) == 20, "no further than the first released record"
     assert not consumer._unacked_messages
     # Their refetched copies in the current generation count as usual.
-    for offset in range(20, 34):
-        assert consumer.ack(message(app, offset, generation_id=7))
+    consumer.sequencer.sought(PARTITION, 20)
+    for msg in delivered(app, range(20, 34)):
+        assert consumer.ack(msg)
     assert consumer._new_offset(PARTITION) == 34
+
+
+def test_a_released_record_is_not_committed_over_by_the_one_after_it(app):
+    """The fleet test's loss: 10 was delivered in generation 6 and released
+    when the group rebalanced; 11 was then processed in generation 7. Faust
+    committed 12 (its run of acks may start one past the committed offset),
+    and 10 was never handled."""
+    consumer = app.consumer
+    consumer._committed_offset[PARTITION] = 10
+    [released] = delivered(app, [10], generation_id=6)
+    assert consumer.ack(released) is False
+    [after] = delivered(app, [11])
+    assert consumer.ack(after)
+    assert consumer._new_offset(PARTITION) == 10
+
+
+def test_an_unplaced_partition_commits_nothing(app):
+    consumer = app.consumer
+    msg = message(app, 3, generation_id=7)
+    consumer.ack(msg)
+    assert consumer._new_offset(PARTITION) is None
 
 
 def test_acks_while_flow_control_is_suspended_do_not_count(app):
     consumer = app.consumer
     consumer._committed_offset[PARTITION] = 5
+    [msg] = delivered(app, [5])
     app.flow_control.suspend()
-    assert consumer.ack(message(app, 5, generation_id=7)) is False
+    assert consumer.ack(msg) is False
     app.flow_control.resume()
-    assert consumer._new_offset(PARTITION) is None
+    assert consumer._new_offset(PARTITION) == 5
+    assert not consumer._should_commit(PARTITION, 5), "nothing new to commit"
 
 
 async def test_a_fetch_that_straddles_a_rebalance_is_discarded(app):

@@ -1,5 +1,5 @@
 """The generated kind's pure parts: generator settings, request templates,
-answers, the call window (rate limit shares), rule 11's commit bookkeeping,
+answers, the call window (rate limit shares), rule 12's commit bookkeeping,
 folds and the job's detail; and the HTTP call against a real local server."""
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def test_retry_after_holds_every_call():
     assert window.take(5) == 0
 
 
-# --- rule 11 ----------------------------------------------------------------------
+# --- rule 12 ----------------------------------------------------------------------
 
 def test_offsets_are_committed_only_past_an_unbroken_run_of_finished_records():
     flight = InFlight()
