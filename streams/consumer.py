@@ -119,14 +119,19 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    # Rule 5, before the hand-over: an agent may handle and
+                    # ack the record before the callback returns, and an ack
+                    # must find its record delivered (rule 7).
+                    sequencer.delivered(tp, message.offset)
                     delivery = asyncio.ensure_future(callback(message))
                     await self.wait_first(delivery, self.suspend_flow.wait())
                     if not delivery.done() or delivery.cancelled():
-                        # Flow suspended for a rebalance: rule 4 for the rest.
+                        # Flow suspended for a rebalance: rule 4 for the rest,
+                        # this record included.
+                        sequencer.sought(tp, message.offset)
                         await self._fetch_again(_by_partition(fetched[index:]))
                         break
                     self._read_offset[tp] = message.offset
-                    sequencer.delivered(tp, message.offset)  # rule 5
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -157,15 +162,16 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             except IllegalStateError:
                 pass  # revoked meanwhile: its next owner starts from the committed offset
 
-    async def _place(self, tp: TP) -> None:
-        """Rule 1: seek an unplaced partition to its committed offset (the
-        beginning when the group never committed one), which makes it placed."""
+    async def _place(self, tp: TP, *, again: bool = False) -> None:
+        """Rule 1: seek an unplaced partition (or, ``again``, any partition)
+        to its committed offset, the beginning when the group never committed
+        one, which makes it placed."""
         thread = self._thread
         try:
             committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
             if committed is None:
                 committed = (await self.earliest_offsets(tp))[tp]
-            if self.sequencer.next_offset.get(tp) is None:  # recovery may have placed it meanwhile
+            if again or self.sequencer.next_offset.get(tp) is None:  # recovery may have placed it meanwhile
                 await self.seek(tp, committed)
                 self.log.info("%s[%s] had records before recovery placed it: sought to its committed "
                               "offset %s first (rule 1)", tp.topic, tp.partition, committed)
@@ -173,19 +179,23 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
             pass  # revoked meanwhile: its next owner starts from the committed offset
         except self.consumer_stopped_errors:
             raise
-        except Exception as exc:  # the broker is away: the next record tries again
+        except Exception as exc:  # the broker is away: unplaced, so the next record tries again
+            self.sequencer.forget([tp])
             self.log.warning("could not read the committed offset of %s (%r); will try again", tp, exc)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
         # Recovery sought every partition to its committed offset: the next to
-        # deliver. aiokafka seeks only to a committed offset above 0, so a
-        # partition committed at 0, or never, is left unplaced for rule 1.
-        for tp, offset in self._read_offset.items():
+        # deliver. aiokafka seeks only to a committed offset above 0, and
+        # leaves a partition committed at 0, or never, wherever its fetcher
+        # stands, which may be past records delivered before this seek: seek
+        # those (the sources; changelogs are recovery's) to the start here.
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for tp, offset in list(self._read_offset.items()):
             if offset:
                 self.sequencer.sought(tp, offset)
-            else:
-                self.sequencer.forget([tp])
+            elif acks_enabled_for(tp.topic):
+                await self._place(tp, again=True)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
