@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -115,7 +116,7 @@ async def faust_readings(ctx: WorkerContext) -> list[tuple[PartitionKey, Reading
     sequencer = getattr(consumer, "sequencer", None)  # CommitOnlyProcessedConsumer's rules 1-7
     if sequencer is None:
         return []
-    readings = []
+    readings: dict[Any, Reading] = {}
     for tp in _acked_partitions(ctx, consumer):
         with contextlib.suppress(Exception):  # unassigned or stopping meanwhile: left out of this tick
             end = consumer.highwater(tp)
@@ -135,10 +136,8 @@ async def faust_readings(ctx: WorkerContext) -> list[tuple[PartitionKey, Reading
             # may rule 2 of projections/stalls.py take what is left for
             # transaction markers; an unplaced partition counts as in hand.
             in_hand = next_offset is None or bool(sequencer.outstanding.get(tp)) or bound != committed
-            readings.append((PartitionKey(shown_topic(ctx, tp.topic), tp.partition),
-                             Reading(committed=committed, end=end, in_hand=in_hand,
-                                     fetched_to=await _position(consumer, tp))))
-    return readings
+            readings[tp] = Reading(committed=committed, end=end, in_hand=in_hand)
+    return await _with_positions(ctx, consumer, readings)
 
 
 def _acked_partitions(ctx: WorkerContext, consumer: Any) -> Iterator[Any]:
@@ -155,17 +154,24 @@ async def follower_readings(ctx: WorkerContext, follower: Any) -> list[tuple[Par
     if consumer is None:
         return []
     held, in_hand = follower.held(), follower.busy()
-    readings = []
+    readings: dict[Any, Reading] = {}
     for partition, committed in list(follower.committed.items()):
         tp = TopicPartition(follower.topic, partition)
         with contextlib.suppress(Exception):  # reassigned or stopping meanwhile: left out of this tick
             end = consumer.highwater(tp)
             if end is None:
                 continue
-            readings.append((PartitionKey(shown_topic(ctx, follower.topic), partition),
-                             Reading(committed=committed, end=end, in_hand=in_hand, held=held,
-                                     fetched_to=await _position(consumer, tp))))
-    return readings
+            readings[tp] = Reading(committed=committed, end=end, in_hand=in_hand, held=held)
+    return await _with_positions(ctx, consumer, readings)
+
+
+async def _with_positions(ctx: WorkerContext, consumer: Any, readings: dict[Any, Reading]
+                          ) -> list[tuple[PartitionKey, Reading]]:
+    """The readings with their fetch positions, read at once for all (a tick
+    waits at most POSITION_WAIT_S for them)."""
+    positions = await asyncio.gather(*(_position(consumer, tp) for tp in readings))
+    return [(PartitionKey(shown_topic(ctx, tp.topic), tp.partition), replace(reading, fetched_to=position))
+            for (tp, reading), position in zip(readings.items(), positions, strict=True)]
 
 
 async def _position(consumer: Any, tp: Any) -> int | None:

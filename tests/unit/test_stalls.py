@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from types import SimpleNamespace
 
+import pytest
+from faust.types import TP
+
+from regen.agents.stall_watch import faust_readings, follower_readings
 from regen.projections.stalls import PartitionKey, Reading, StallDetector, describe_recovery, describe_stall
 from regen.settings import Settings
+from regen.streams.checkpoint import Sequencer
 from regen.streams.exceptions import ConfigError
 
 BG3 = PartitionKey("render.background", 3)
@@ -135,3 +141,89 @@ def test_stall_after_is_validated():
             Settings.from_env({"REGEN_STALL_AFTER": bad})
     with pytest.raises(ConfigError, match="REGEN_STALL_AFTER"):
         Settings.from_env({"REGEN_STALL_AFTER": "soon"})
+
+
+# --- what agents/stall_watch.py reads from Faust's consumer and a lane -------
+
+class FakeFaustConsumer:
+    """The parts of CommitOnlyProcessedConsumer the stall watch reads."""
+
+    def __init__(self, tp, committed, end, position):
+        self.tp, self.end, self.fetch_position = tp, end, position
+        self.sequencer = Sequencer()
+        self._committed_offset = {tp: committed} if committed is not None else {}
+
+    def assignment(self):
+        return {self.tp, TP("regen.jobs-changelog", 0)}  # a changelog: never read by the watch
+
+    def highwater(self, tp):
+        return self.end
+
+    async def position(self, tp):
+        return self.fetch_position
+
+
+def faust_ctx(consumer):
+    return SimpleNamespace(settings=Settings(), app=SimpleNamespace(
+        consumer=consumer, topics=SimpleNamespace(acks_enabled_for=lambda topic: "changelog" not in topic)))
+
+
+IMPORTS0 = TP("regen.assets.imported", 0)
+
+
+def test_faust_marker_case_everything_delivered_counted_and_committed_is_not_in_hand():
+    consumer = FakeFaustConsumer(IMPORTS0, committed=99, end=100, position=100)
+    consumer.sequencer.sought(IMPORTS0, 98)
+    consumer.sequencer.delivered(IMPORTS0, 98)
+    consumer.sequencer.counted(IMPORTS0, 98)
+    assert consumer.sequencer.commit_bound(IMPORTS0) == 99
+    ((key, reading),) = asyncio.run(faust_readings(faust_ctx(consumer)))
+    assert key == PartitionKey("assets.imported", 0)
+    assert reading == Reading(committed=99, end=100, fetched_to=100, in_hand=False)
+    assert not reading.work_waits()
+
+
+def test_faust_records_delivered_and_not_counted_are_in_hand_though_committed_equals_the_bound():
+    # A hung agent: record 99 delivered, never acked. The commit bound is 99,
+    # the committed offset too, and the fetch position past the end.
+    consumer = FakeFaustConsumer(IMPORTS0, committed=99, end=100, position=100)
+    consumer.sequencer.sought(IMPORTS0, 99)
+    consumer.sequencer.delivered(IMPORTS0, 99)
+    assert consumer.sequencer.commit_bound(IMPORTS0) == 99
+    ((_, reading),) = asyncio.run(faust_readings(faust_ctx(consumer)))
+    assert reading.in_hand and reading.work_waits()
+
+
+def test_faust_counted_but_not_committed_is_in_hand_and_never_committed_uses_the_bound():
+    consumer = FakeFaustConsumer(IMPORTS0, committed=None, end=5, position=5)
+    consumer.sequencer.sought(IMPORTS0, 0)
+    for offset in range(3):
+        consumer.sequencer.delivered(IMPORTS0, offset)
+    consumer.sequencer.counted(IMPORTS0, 0)
+    ((_, reading),) = asyncio.run(faust_readings(faust_ctx(consumer)))
+    assert (reading.committed, reading.in_hand) == (1, True)  # rule 7's bound: record 1 is not counted
+
+
+def test_an_unplaced_faust_partition_never_committed_is_left_out():
+    consumer = FakeFaustConsumer(IMPORTS0, committed=None, end=5, position=None)
+    assert asyncio.run(faust_readings(faust_ctx(consumer))) == []
+
+
+class FakeLaneConsumer:
+    def __init__(self, end, position):
+        self.end, self.fetch_position = end, position
+
+    def highwater(self, tp):
+        return self.end
+
+    async def position(self, tp):
+        return self.fetch_position
+
+
+@pytest.mark.parametrize(("busy", "held"), [(False, False), (True, False), (True, True)])
+def test_a_lane_reading_says_what_the_lane_holds(busy, held):
+    lane = SimpleNamespace(consumer=FakeLaneConsumer(end=126, position=126), topic="regen.render.background",
+                           committed={3: 99}, busy=lambda: busy, held=lambda: held, name="background")
+    ((key, reading),) = asyncio.run(follower_readings(SimpleNamespace(settings=Settings()), lane))
+    assert key == BG3
+    assert reading == Reading(committed=99, end=126, fetched_to=126, in_hand=busy, held=held)
