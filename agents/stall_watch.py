@@ -16,12 +16,10 @@ the evidence; the gauge is what an alert rule watches.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -36,9 +34,6 @@ log = logging.getLogger(__name__)
 # The reader name of the partitions Faust's consumer reads (the lanes are
 # named after their lane: interactive, background, generation, request-intake).
 FAUST_READER = "faust"
-# A fetch position is read from the consumer's own thread (Faust) or may
-# wait for a position being reset (aiokafka): not worth holding a tick for.
-POSITION_WAIT_S = 1.0
 
 
 class StallWatch:
@@ -116,7 +111,9 @@ async def faust_readings(ctx: WorkerContext) -> list[tuple[PartitionKey, Reading
     sequencer = getattr(consumer, "sequencer", None)  # CommitOnlyProcessedConsumer's rules 1-7
     if sequencer is None:
         return []
-    readings: dict[Any, Reading] = {}
+    # The aiokafka consumer under Faust's, which lives in a thread of its own.
+    kafka_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    readings = []
     for tp in _acked_partitions(ctx, consumer):
         with contextlib.suppress(Exception):  # unassigned or stopping meanwhile: left out of this tick
             end = consumer.highwater(tp)
@@ -136,8 +133,10 @@ async def faust_readings(ctx: WorkerContext) -> list[tuple[PartitionKey, Reading
             # may rule 2 of projections/stalls.py take what is left for
             # transaction markers; an unplaced partition counts as in hand.
             in_hand = next_offset is None or bool(sequencer.outstanding.get(tp)) or bound != committed
-            readings[tp] = Reading(committed=committed, end=end, in_hand=in_hand)
-    return await _with_positions(ctx, consumer, readings)
+            readings.append((PartitionKey(shown_topic(ctx, tp.topic), tp.partition),
+                             Reading(committed=committed, end=end, in_hand=in_hand,
+                                     fetched_to=fetch_position_now(kafka_consumer, tp))))
+    return readings
 
 
 def _acked_partitions(ctx: WorkerContext, consumer: Any) -> Iterator[Any]:
@@ -154,32 +153,34 @@ async def follower_readings(ctx: WorkerContext, follower: Any) -> list[tuple[Par
     if consumer is None:
         return []
     held, in_hand = follower.held(), follower.busy()
-    readings: dict[Any, Reading] = {}
+    readings = []
     for partition, committed in list(follower.committed.items()):
         tp = TopicPartition(follower.topic, partition)
         with contextlib.suppress(Exception):  # reassigned or stopping meanwhile: left out of this tick
             end = consumer.highwater(tp)
             if end is None:
                 continue
-            readings[tp] = Reading(committed=committed, end=end, in_hand=in_hand, held=held)
-    return await _with_positions(ctx, consumer, readings)
+            readings.append((PartitionKey(shown_topic(ctx, follower.topic), partition),
+                             Reading(committed=committed, end=end, in_hand=in_hand, held=held,
+                                     fetched_to=fetch_position_now(consumer, tp))))
+    return readings
 
 
-async def _with_positions(ctx: WorkerContext, consumer: Any, readings: dict[Any, Reading]
-                          ) -> list[tuple[PartitionKey, Reading]]:
-    """The readings with their fetch positions, read at once for all (a tick
-    waits at most POSITION_WAIT_S for them)."""
-    positions = await asyncio.gather(*(_position(consumer, tp) for tp in readings))
-    return [(PartitionKey(shown_topic(ctx, tp.topic), tp.partition), replace(reading, fetched_to=position))
-            for (tp, reading), position in zip(readings.items(), positions, strict=True)]
+def fetch_position_now(kafka_consumer: Any, tp: Any) -> int | None:
+    """An aiokafka consumer's fetch position of ``tp`` (it moves past
+    transaction markers), or None when it has none now.
 
-
-async def _position(consumer: Any, tp: Any) -> int | None:
-    """The fetch position (aiokafka moves it past transaction markers), or
-    None if it cannot be read at once."""
+    Not ``await consumer.position(tp)``: that waits (up to the request
+    timeout) for a position being reset, and through Faust's consumer
+    thread a timeout cannot cut that wait short, so one partition could
+    hold every tick. The same state, read without waiting (a plain
+    attribute, safe to read from another thread)."""
     try:
-        position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S)
-    except Exception:  # noqa: BLE001 - unknown is safe: rule 2 then excuses nothing
+        state = kafka_consumer._subscription.subscription.assignment.state_value(tp)
+        if state is None or not state.has_valid_position:
+            return None
+        position = state.position
+    except Exception:  # noqa: BLE001 - unassigned, stopped, or aiokafka changed: unknown, so rule 2 excuses nothing
         return None
     return position if isinstance(position, int) else None
 

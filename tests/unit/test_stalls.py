@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from faust.types import TP
 
-from regen.agents.stall_watch import faust_readings, follower_readings
+from regen.agents.stall_watch import faust_readings, fetch_position_now, follower_readings
 from regen.projections.stalls import PartitionKey, Reading, StallDetector, describe_recovery, describe_stall
 from regen.settings import Settings
 from regen.streams.checkpoint import Sequencer
@@ -145,11 +145,19 @@ def test_stall_after_is_validated():
 
 # --- what agents/stall_watch.py reads from Faust's consumer and a lane -------
 
+def kafka_consumer_at(position):
+    """The part of an aiokafka consumer fetch_position_now reads."""
+    state = SimpleNamespace(has_valid_position=position is not None, position=position)
+    assignment = SimpleNamespace(state_value=lambda tp: state)
+    return SimpleNamespace(_subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)))
+
+
 class FakeFaustConsumer:
     """The parts of CommitOnlyProcessedConsumer the stall watch reads."""
 
     def __init__(self, tp, committed, end, position):
-        self.tp, self.end, self.fetch_position = tp, end, position
+        self.tp, self.end = tp, end
+        self._thread = SimpleNamespace(_consumer=kafka_consumer_at(position))
         self.sequencer = Sequencer()
         self._committed_offset = {tp: committed} if committed is not None else {}
 
@@ -158,9 +166,6 @@ class FakeFaustConsumer:
 
     def highwater(self, tp):
         return self.end
-
-    async def position(self, tp):
-        return self.fetch_position
 
 
 def faust_ctx(consumer):
@@ -211,13 +216,11 @@ def test_an_unplaced_faust_partition_never_committed_is_left_out():
 
 class FakeLaneConsumer:
     def __init__(self, end, position):
-        self.end, self.fetch_position = end, position
+        self.end = end
+        self._subscription = kafka_consumer_at(position)._subscription
 
     def highwater(self, tp):
         return self.end
-
-    async def position(self, tp):
-        return self.fetch_position
 
 
 @pytest.mark.parametrize(("busy", "held"), [(False, False), (True, False), (True, True)])
@@ -227,3 +230,9 @@ def test_a_lane_reading_says_what_the_lane_holds(busy, held):
     ((key, reading),) = asyncio.run(follower_readings(SimpleNamespace(settings=Settings()), lane))
     assert key == BG3
     assert reading == Reading(committed=99, end=126, fetched_to=126, in_hand=busy, held=held)
+
+
+def test_a_position_that_cannot_be_read_now_is_unknown():
+    assert fetch_position_now(kafka_consumer_at(None), BG3) is None
+    assert fetch_position_now(SimpleNamespace(), BG3) is None  # not started, or aiokafka changed
+    assert fetch_position_now(kafka_consumer_at(7), BG3) == 7
