@@ -56,6 +56,8 @@ class WorkerContext:
     services: Any = None
     # Called with every completion once the projector has folded it (images by URL wait on them).
     completion_hooks: list[Callable[[Any], None]] = field(default_factory=list)
+    # Every consumer of regen's own (agents/lanes.py PartitionFollower), added as it starts: the stall watch reads them.
+    followers: list[Any] = field(default_factory=list)
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

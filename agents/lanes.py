@@ -219,6 +219,12 @@ class PartitionFollower:
 
     # --- what the worker reports ---------------------------------------------
 
+    def busy(self) -> bool:
+        """Records fetched and not yet committed are in hand (a batch in
+        flight): the stall watch (agents/stall_watch.py) never takes what
+        follows the committed offset for transaction markers then."""
+        return not self._idle.is_set()
+
     def lag(self) -> int:
         """Records of this worker's partitions not yet read."""
         consumer = self.consumer
@@ -235,6 +241,7 @@ class PartitionFollower:
 def start_followers(ctx: WorkerContext, followers: list[PartitionFollower]) -> None:
     """Run each as a task of the app, and hold Faust's revocations until
     their batches in flight are committed."""
+    ctx.followers.extend(followers)
     for follower in followers:
         ctx.app.task(_forever(follower))
         ctx.app.before_stopping.append(follower.stop)  # type: ignore[attr-defined]  # RegenApp's

@@ -60,6 +60,10 @@ class Metrics:
                                 "for REGEN_STUCK_AFTER", registry=self.registry)
         self.stuck_groups = Gauge("regen_stuck_groups", "Unfinished groups in this worker's partitions with no "
                                   "member changing for REGEN_GROUP_STUCK_AFTER", registry=self.registry)
+        # Per reader: "faust" (Faust's consumer) or a lane (interactive, background, generation, request-intake).
+        self.stalled_partitions = Gauge("regen_stalled_partitions", "Partitions this worker reads with work waiting "
+                                        "and no commit for REGEN_STALL_AFTER (agents/stall_watch.py), by reader",
+                                        ["reader"], registry=self.registry)
         # Per generator (a handful, configured) and outcome: ok, timeout,
         # rate_limited, server_error, refused, unreachable, bad_response, cancelled.
         self.generator_calls = Counter("regen_generator_calls", "Calls to an image model, by generator and outcome",

@@ -66,8 +66,9 @@ IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # What /health tells anyone who asks (it needs no token): readiness and the
 # render pool, not settings, paths, process ids or host names.
+# stalled_partitions (agents/stall_watch.py) names topics without their configured prefix.
 PUBLIC_HEALTH_FIELDS = ("status", "uptime_s", "broker_unreachable_s", "render_processes",
-                        "render_processes_replaced", "background_paused")
+                        "render_processes_replaced", "background_paused", "stalled_partitions")
 
 
 def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict],

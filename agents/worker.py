@@ -26,6 +26,7 @@ from regen.agents.projector import register_projector
 from regen.agents.render import register_render
 from regen.agents.render_pool import MemoryCap, RenderPool
 from regen.agents.sql_views import register_sql_read_model
+from regen.agents.stall_watch import register_stall_watch
 from regen.agents.sweeper import register_sweeper
 from regen.agents.tables import create_tables, table_names
 from regen.agents.videos import register_videos
@@ -61,6 +62,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_lifecycle(ctx)
     register_sql_read_model(ctx, bootstrap)
     broker = guard_broker_outages(app, settings, bootstrap)
+    stalls = register_stall_watch(ctx)
     started = time.time()
 
     def health() -> dict:
@@ -81,7 +83,8 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
                 "broker_unreachable_s": None if unreachable_s is None else round(unreachable_s, 1),
                 "render_processes": len(ctx.pool.live_pids()),
                 "render_processes_replaced": ctx.pool.replaced,
-                "background_paused": background.state.paused, "background": background.describe()}
+                "background_paused": background.state.paused, "background": background.describe(),
+                "stalled_partitions": stalls.names()}
 
     ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
     register_image_views(ctx)  # before register_views: its route comes before the store paths' /images/{path}

@@ -98,6 +98,8 @@ ENVIRONMENT: dict[str, str] = {
     "sql_projector": "REGEN_SQL_PROJECTOR",
     "sql_batch_size": "REGEN_SQL_BATCH_SIZE",
     "sql_batch_interval": "REGEN_SQL_BATCH_INTERVAL",
+    # Stalled partitions (agents/stall_watch.py)
+    "stall_after": "REGEN_STALL_AFTER",
 }
 
 SECRET_SETTINGS = frozenset({"web_token", "kafka_sasl_password", "webhook_secret", "admin_token"})
@@ -271,6 +273,11 @@ class Settings:
     # more before the projector applies what it has (its lag when idle).
     sql_batch_size: int = 2000
     sql_batch_interval: float = 0.1
+    # A partition this worker reads with records after its committed offset,
+    # and that offset unchanged this long, is told stalled (log, metric
+    # regen_stalled_partitions, /health). Twice the default render timeout:
+    # a lane's batch commits only once its slowest render is done.
+    stall_after: float = 120.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -355,6 +362,7 @@ class Settings:
             raise ConfigError(f"{ENVIRONMENT['generation_concurrency']}={self.generation_concurrency}: must be 1..1000")
         self._validate_live()
         self._validate_sql()
+        self._validate_stall_after()
         odd = [v for v in self.generated_variants if v not in self.variants]
         if odd:
             raise ConfigError(f"{ENVIRONMENT['generated_variants']} names {', '.join(odd)}, which "
@@ -429,6 +437,13 @@ class Settings:
         if not 0 < self.sql_batch_interval <= 10:
             raise ConfigError(f"{env['sql_batch_interval']}={self.sql_batch_interval}: must be above 0 and at "
                               "most 10 (seconds)")
+
+    def _validate_stall_after(self) -> None:
+        # Below a few seconds every commit interval (about 1 s) and every
+        # lane batch would look stalled; above a day nobody is told in time.
+        if not 5 <= self.stall_after <= 86_400:
+            raise ConfigError(f"{ENVIRONMENT['stall_after']}={self.stall_after}: must be 5..86400 (seconds a "
+                              "partition may wait with its committed offset unchanged before it is told stalled)")
 
     def _validate_presets(self) -> dict[str, str]:
         from regen.imaging.errors import ImagingError
