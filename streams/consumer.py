@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -33,6 +34,14 @@ from faust.types import TP, Message
 
 from regen.streams.checkpoint import Sequencer, Verdict
 from regen.streams.paced_clients import PacedTransport
+
+# Faust's compiled stream iterator acks an event by writing the consumer's
+# bookkeeping itself, never calling Consumer.ack: rules 6 and 7 would not
+# hear of any ack from an agent reading one event at a time, and such a
+# partition's commit would never move. Streams read this at each iteration,
+# so setting it here makes every stream use the Python iterator, whose acks
+# go through Consumer.ack.
+faust_streams._CStreamIterator = None
 
 # Records handed over before yielding to the event loop once: a large fetch
 # must not keep the web server and timers waiting.
@@ -105,10 +114,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                     if acks_enabled_for(message.topic):
                         verdict = sequencer.verdict(tp, message.offset, fetched_in)
                         if verdict is Verdict.UNPLACED:
-                            if tp not in sought:  # rule 1: once; the rest of this fetch waits too
-                                sought.add(tp)
-                                await self._place(tp)
-                            continue
+                            continue  # rule 1: recovery's seek (perform_seek) places it and it is fetched again
                         if verdict is Verdict.STALE:
                             if tp not in sought:  # rule 2: once; the rest of this fetch is stale too
                                 sought.add(tp)
@@ -151,37 +157,16 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
 
     async def _fetch_again(self, records: Mapping[TP, Any]) -> None:
         """Seek each partition with undelivered records back to its next
-        offset (rules 2 and 4), so the next fetch brings them in order."""
+        offset (rules 2 and 4), so the next fetch brings them in order. An
+        unplaced partition is left to recovery's seek (rule 1)."""
         for tp in records:
             expected = self.sequencer.next_offset.get(tp)
             if expected is None:
-                await self._place(tp)  # rule 1: unplaced, its next offset is the committed one
                 continue
             try:
                 await self.seek(tp, expected)
             except IllegalStateError:
                 pass  # revoked meanwhile: its next owner starts from the committed offset
-
-    async def _place(self, tp: TP, *, again: bool = False) -> None:
-        """Rule 1: seek an unplaced partition (or, ``again``, any partition)
-        to its committed offset, the beginning when the group never committed
-        one, which makes it placed."""
-        thread = self._thread
-        try:
-            committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
-            if committed is None:
-                committed = (await self.earliest_offsets(tp))[tp]
-            if again or self.sequencer.next_offset.get(tp) is None:  # recovery may have placed it meanwhile
-                await self.seek(tp, committed)
-                self.log.info("%s[%s] had records before recovery placed it: sought to its committed "
-                              "offset %s first (rule 1)", tp.topic, tp.partition, committed)
-        except IllegalStateError:
-            pass  # revoked meanwhile: its next owner starts from the committed offset
-        except self.consumer_stopped_errors:
-            raise
-        except Exception as exc:  # the broker is away: unplaced, so the next record tries again
-            self.sequencer.forget([tp])
-            self.log.warning("could not read the committed offset of %s (%r); will try again", tp, exc)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -190,12 +175,17 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
         # leaves a partition committed at 0, or never, wherever its fetcher
         # stands, which may be past records delivered before this seek: seek
         # those (the sources; changelogs are recovery's) to the start here.
+        # Offset 0 is the start: where the log begins later (retention),
+        # aiokafka resets to its first offset and rule 3 takes the gap.
         acks_enabled_for = self.app.topics.acks_enabled_for
         for tp, offset in list(self._read_offset.items()):
             if offset:
                 self.sequencer.sought(tp, offset)
             elif acks_enabled_for(tp.topic):
-                await self._place(tp, again=True)
+                try:
+                    await self.seek(tp, 0)
+                except IllegalStateError:
+                    self.sequencer.forget([tp])  # revoked meanwhile
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)

@@ -54,13 +54,11 @@ def test_a_hung_render_stalls_its_background_partition_and_the_worker_tells(star
     assert "restart this worker" in line, line
     partition = re.search(r"render\.background\[(\d+)\]", line).group(1)  # type: ignore[union-attr]
 
-    # Only the background lane is asserted on: the import's batch-progress
-    # shard is handled, but Faust's consumer can count its ack before it
-    # records the delivery (streams/consumer.py), and then that partition's
-    # commit stays put for good, which this watch rightly tells too.
+    # Only the hung lane's partition stalls: everything Faust's consumer read
+    # (the import, its batch-progress shard) was handled and committed.
     gauges = eventually(lambda: (g := stalled_gauges(port)) and g.get("background", 0) > 0 and g, timeout=10)
     assert gauges and gauges["background"] == 1, gauges
-    assert gauges["interactive"] == gauges["generation"] == gauges["request-intake"] == 0, gauges
+    assert gauges["interactive"] == gauges["generation"] == gauges["request-intake"] == gauges["faust"] == 0, gauges
     status, health = worker.get("/health")
     assert status == 200, "a stall alone does not make the worker unhealthy"
     assert f"render.background[{partition}]" in health["stalled_partitions"], health
@@ -73,14 +71,11 @@ def test_a_hung_render_stalls_its_background_partition_and_the_worker_tells(star
     assert len(warnings) == 1, warnings
 
 
-# Expected to fail until Faust's consumer commits past every record it handled:
-# in a worker just started, first records of images.results, batches.progress
-# and outputs.references stay uncommitted for good (the broker's committed
-# offset stays 0 below an end of 1..3). One cause seen: the agent acks a record
-# before _drain_messages records its delivery (Sequencer.counted before
-# Sequencer.delivered), so it stays outstanding. This watch tells them
-# rightly. Strict: once fixed, remove this mark.
-@pytest.mark.xfail(strict=True, reason="Faust-read partitions whose commit never moves (streams/consumer.py)")
+# Also the test that every Faust-read partition's commit moves past what was
+# handled: before streams/consumer.py made every ack reach Consumer.ack (and
+# marked a record delivered before its hand-over), the first records of
+# images.results and batches.progress stayed uncommitted for good, and this
+# watch rightly told them.
 def test_partitions_ending_in_transaction_markers_are_not_stalled(start_worker, corpus, tmp_path):
     media = tmp_path / "media"
     photos = make_photos(media, 3)

@@ -25,6 +25,12 @@ WATCHED = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
     "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
     "faust.transport.consumer.Consumer._new_offset": "1d2c7ea89a7ad4f1",
+    # Every ack reaches Consumer.ack through the Python stream iterator only.
+    "faust.streams.Stream.__aiter__": "e815c0e831f1d2cc",
+    "faust.streams.Stream._py_aiter": "3a48ee257a65435b",
+    "faust.streams.Stream.ack": "32d7171a89b0931d",
+    "faust.types.tuples.Message.ack": "4751b72c4ed84153",
+    "faust.types.tuples.ConsumerMessage.on_final_ack": "45d670b6a8ac4bd0",
     "faust.transport.consumer.Consumer._filter_committable_offsets": "dc5e9baf5d994485",
     "faust.transport.consumer.Consumer._should_commit": "5ce941793947ad42",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.seek_to_committed": "775ab0adc4b052ab",
@@ -50,3 +56,13 @@ def test_a_watched_upstream_method_is_unchanged(name):
     assert digest == WATCHED[name], (
         f"{name} changed upstream: compare it with what streams/consumer.py / agents/lanes.py assume "
         f"(streams/checkpoint.py lists the rules), then record the new digest {digest}")
+
+
+def test_streams_ack_through_the_consumer():
+    """streams/consumer.py turns Faust's compiled stream iterator off: it
+    acks behind Consumer.ack's back, and the commit rules never hear of it."""
+    import faust.streams
+
+    import regen.streams.consumer  # noqa: F401 - importing it is the switch
+
+    assert faust.streams._CStreamIterator is None
