@@ -13,11 +13,11 @@ Delivery through Faust's consumer (:class:`Sequencer`)
    partition. Faust otherwise marks the offsets it skipped as a "gap" that
    counts as acked, and the commit moves past records never processed.
    A partition whose next offset is unknown (just assigned, and records
-   arrive before recovery has sought it) delivers nothing until it has been
-   sought to its committed offset (the beginning, if none): delivering from
-   wherever the fetcher stood let a record released by the last generation
-   (rule 6) be passed over by the commit of the one after it, and the fleet
-   test lost one record per partition that way.
+   arrive before recovery has sought it) delivers nothing until recovery's
+   seek places it at its committed offset (0 if it has none): delivering
+   from wherever the fetcher stood let a record released by the last
+   generation (rule 6) be passed over by the commit of the one after it, and
+   the fleet test lost one record per partition that way.
 2. A seek (recovery seeking to the committed offset, or rule 4) makes every
    record fetched before it stale: such a record is skipped and the partition
    is sought back to the next offset, so it is fetched again in order.
@@ -44,7 +44,10 @@ Commits through Faust's consumer
    or, when every delivered record is counted, the next offset. Faust's own
    rule (the first run of acked offsets, allowed to start one past the
    committed offset) skipped a released record whenever the record after it
-   was counted.
+   was counted. A record counts as delivered from the moment it is handed
+   over (an agent may ack it before the hand-over returns), and every ack
+   must reach the consumer: Faust's compiled stream iterator writes acks
+   into the consumer's bookkeeping directly, so it is turned off.
 
 The render lanes and requests (:func:`commit_positions`)
 
