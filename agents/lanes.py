@@ -134,8 +134,11 @@ class PartitionFollower:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=f"{settings.app_id}.lanes", enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.batch_size,
-            # A lone request is not held back waiting for the fetch to fill.
-            fetch_max_wait_ms=100, **kafka_security(settings))
+            # How long the broker holds a fetch that finds nothing: a record
+            # that arrives meanwhile is answered at once (fetch_min_bytes is
+            # 1), so this costs a request no latency; it only sets how often
+            # an idle lane asks (each of a worker's four, all day long).
+            fetch_max_wait_ms=500, **kafka_security(settings))
         await start_client(consumer, settings, bootstrap)
         self.consumer = consumer
         try:

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from bench.cpu import CpuSpent, sample
-from bench.harness import broker, worker
+from bench.harness import broker, with_variant, worker
 from bench.thumbnails import SIZE, _publish_and_wait, make_photos, median_run
 from regen.cli.importer import scan
 from regen.settings import Settings
@@ -35,8 +35,9 @@ def throughput(paths: list[Path], root: Path, bootstrap: str, workers: int, proc
     group = uuid.uuid4().hex[:8]
     base = Path(tempfile.mkdtemp(prefix="regen-bench-fleet-"))
     with contextlib.ExitStack() as stack:
+        variants = {"REGEN_PREGENERATE_VARIANTS": variant, "REGEN_VARIANTS": with_variant(variant)}
         fleet: list[Settings] = [stack.enter_context(worker(bootstrap, base / f"w{n}", root, processes, group=group,
-                                                                 REGEN_PREGENERATE_VARIANTS=variant))
+                                                            **variants))
                                  for n in range(workers)]
         for settings in fleet:
             _wait_ready(settings)

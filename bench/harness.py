@@ -34,6 +34,11 @@ def broker(work: Path) -> Iterator[str]:
         local_broker.stop(work / "broker")
 
 
+def with_variant(variant: str) -> str:
+    """REGEN_VARIANTS for a worker that must also serve ``variant``."""
+    return ",".join(dict.fromkeys([*Settings().variants, variant]))
+
+
 @contextlib.contextmanager
 def worker(bootstrap: str, state: Path, media: Path, processes: int = 2, group: str | None = None,
            **settings: str) -> Iterator[Settings]:

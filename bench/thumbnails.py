@@ -34,7 +34,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from bench.cpu import CpuSpent, sample
-from bench.harness import broker, worker
+from bench.harness import broker, with_variant, worker
 from regen.cli.importer import scan
 from regen.imaging.render import ThumbnailTask, run_thumbnail_task
 from regen.settings import Settings
@@ -84,7 +84,8 @@ def raw_loop(paths: list[Path], root: Path, variant: str = "h400.jpg") -> float:
 def pipeline(paths: list[Path], root: Path, bootstrap: str, processes: int,
              variant: str = "h400.jpg") -> tuple[float, CpuSpent]:
     state = Path(tempfile.mkdtemp(prefix="regen-bench-state-"))
-    with worker(bootstrap, state, root, processes, REGEN_PREGENERATE_VARIANTS=variant) as settings:
+    with worker(bootstrap, state, root, processes, REGEN_PREGENERATE_VARIANTS=variant,
+                REGEN_VARIANTS=with_variant(variant)) as settings:
         events = [s.event for s in scan(paths, [root], batch_id=state.name)]
         # Warm up: one event through every stage so start-up is not timed.
         asyncio.run(_publish_and_wait(settings, bootstrap, events[:1]))
