@@ -11,7 +11,6 @@ import urllib.request
 import uuid
 from dataclasses import replace
 
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
