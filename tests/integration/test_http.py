@@ -138,7 +138,8 @@ def test_health_tells_readiness_and_the_render_pool_only(start_worker):
     assert health["status"] == "ok" and health["render_processes"] == 2
     assert health["broker_unreachable_s"] is None, "the broker is up"
     assert set(health) <= {"status", "uptime_s", "broker_unreachable_s", "render_processes",
-                           "render_processes_replaced", "background_paused"}, health
+                           "render_processes_replaced", "background_paused", "stalled_partitions"}, health
+    assert health["stalled_partitions"] == [], "a worker just started has no stalled partition"
     text = body.decode()
     for secret in (TOKEN, worker.settings.app_id, str(worker.settings.state_dir), str(worker.settings.image_store),
                    socket.gethostname(), str(worker.proc.pid)):
