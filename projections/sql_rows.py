@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,6 +28,7 @@ from regen.kinds.base import Kind
 from regen.projections.groups import GroupState
 from regen.projections.progress import BatchState
 from regen.projections.state import JobState
+from regen.projections.sweeping import epoch
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.streams.codec import decode
 from regen.streams.exceptions import PoisonEvent
@@ -163,17 +163,6 @@ def _deleted(table: str, name: str) -> list[Op] | Malformed:
 
 # --- rows ----------------------------------------------------------------------
 
-def timestamp(iso: str | None) -> float | None:
-    """Seconds since the epoch of an ISO 8601 time (None if there is none or
-    it does not parse: row timestamps are unchecked strings)."""
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def job_row(job: JobState) -> dict[str, Any]:
     """The jobs row, less the target's batch, video and group (the store
     copies those from the target's row, whichever arrives first)."""
@@ -188,8 +177,8 @@ def job_row(job: JobState) -> dict[str, Any]:
         "updated_at": job.updated_at,
         # Numbers for filtering and ordering by time; 0 for an unparsable
         # time keeps the paging order total.
-        "created_ts": timestamp(job.created_at) or 0.0, "updated_ts": timestamp(job.updated_at) or 0.0,
-        "finished_ts": timestamp(job.finished_at),
+        "created_ts": epoch(job.created_at) or 0.0, "updated_ts": epoch(job.updated_at) or 0.0,
+        "finished_ts": epoch(job.finished_at),
         "render_ms": job.render_ms, "cache_hit": job.cache_hit,
         "output_uri": output.get("uri"), "output_sha256": output.get("sha256"), "output_bytes": output.get("bytes"),
         "output_width": output.get("width"), "output_height": output.get("height"),
@@ -238,7 +227,7 @@ def group_row(group: GroupState) -> dict[str, Any]:
     counts = group.counts()
     return {"group_id": group.group_id, "label": group.label, "status": group.status, **counts,
             "started_at": group.started_at, "finished_at": group.finished_at, "updated_at": group.updated_at,
-            "updated_ts": timestamp(group.updated_at), "state": _json(group.to_dict())}
+            "updated_ts": epoch(group.updated_at), "state": _json(group.to_dict())}
 
 
 # --- history from images.results --------------------------------------------------
@@ -258,11 +247,11 @@ def result_ops(value: bytes | None, headers: Sequence[tuple[str, bytes]], coordi
               "request_ids": _json(list(event.request_ids))}  # type: ignore[attr-defined]
     if isinstance(event, ImageGenerated):
         return [Append("results", {**common, "generated_at": event.generated_at,
-                                   "generated_ts": timestamp(event.generated_at), "render_ms": event.render_ms,
+                                   "generated_ts": epoch(event.generated_at), "render_ms": event.render_ms,
                                    "cache_hit": event.cache_hit, "uri": event.uri, "sha256": event.sha256,
                                    "bytes": event.bytes, "width": event.width, "height": event.height})]
     if isinstance(event, ImageFailed):
-        return [Append("failures", {**common, "failed_at": event.failed_at, "failed_ts": timestamp(event.failed_at),
+        return [Append("failures", {**common, "failed_at": event.failed_at, "failed_ts": epoch(event.failed_at),
                                     "reason": event.reason, "error_code": event.error_code, "error": event.error})]
     return Malformed(f"{coordinates}: {type(event).__name__} is not a completion")
 

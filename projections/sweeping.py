@@ -10,6 +10,8 @@ from regen.projections.state import JobState, VideoState
 
 
 def epoch(iso: str | None) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (None if there is none or
+    it does not parse: times in table rows are unchecked strings)."""
     if not iso:
         return None
     try:
