@@ -125,6 +125,12 @@ class SqlStore:
 
     def create_schema(self) -> None:
         with self.transaction():
+            if self.dialect == "postgresql":
+                # CREATE ... IF NOT EXISTS is not safe against itself in
+                # PostgreSQL: two projectors starting on one empty database
+                # both create a table, and one fails on the catalogue's unique
+                # index. One creates the schema at a time (-1: no partition).
+                self._execute("SELECT pg_advisory_xact_lock(?, ?)", (_LOCK_SPACE, -1))
             for statement in statements(self.dialect):
                 self._execute(statement)
             self._execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
