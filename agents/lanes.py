@@ -33,6 +33,7 @@ from regen.agents.context import WorkerContext
 from regen.streams.checkpoint import commit_positions, lane_partitions
 from regen.streams.connection import kafka_security, start_client
 from regen.streams.exceptions import BrokerError
+from regen.streams.fetch_pacing import FetchPacer, after_fetch
 from regen.streams.topics import TopicSpec, topic_name
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,12 @@ class PartitionFollower:
 
     def __init__(self, ctx: WorkerContext, spec: TopicSpec, bootstrap: str,
                  handle: Callable[[WorkerContext, list[LaneEvent]], Awaitable[None]], *, name: str,
-                 batch_size: int) -> None:
+                 batch_size: int, paced: bool = False) -> None:
         self.ctx, self.spec, self.bootstrap, self.handle = ctx, spec, bootstrap, handle
         self.name, self.batch_size = name, batch_size
+        # A throughput lane's fetches wait for a batch while it is busy
+        # (streams/fetch_pacing.py); a lane a person waits on never does.
+        self.pacer = FetchPacer(idle_wait_ms=int(FETCH_WAIT_S * 1000)) if paced else None
         self.topic = topic_name(ctx.settings, spec)
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: frozenset[int] = frozenset()
@@ -158,6 +162,8 @@ class PartitionFollower:
             return
         fetched = await consumer.getmany(timeout_ms=int(FETCH_WAIT_S * 1000), max_records=self.batch_size)
         records = [record for batch in fetched.values() for record in batch]
+        if self.pacer is not None:
+            after_fetch(self.pacer, consumer, len(records))
         if not records or self._stopping:
             return
         if self._assigned_at != self.rebalances or self.owned() != self.assigned:

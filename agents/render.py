@@ -72,7 +72,7 @@ def register_render(ctx: WorkerContext, bootstrap: str) -> list[PartitionFollowe
     model first have a lane of their own with several jobs in flight
     (agents/generation_lane.py). Returns the interactive and background lanes."""
     lanes = [PartitionFollower(ctx, spec, bootstrap, render_batch, name=spec.suffix.rsplit(".", 1)[1],
-                               batch_size=ctx.settings.render_batch_size)
+                               batch_size=ctx.settings.render_batch_size, paced=spec is RENDER_BACKGROUND)
              for spec in (RENDER_INTERACTIVE, RENDER_BACKGROUND)]
     services = ctx.services = GenerationServices(ctx.settings, ctx.metrics)
     generation = GenerationFollower(ctx, RENDER_GENERATION, bootstrap, render_batch, name="generation",

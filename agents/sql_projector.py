@@ -36,6 +36,7 @@ from regen.projections.throttled_log import ThrottledLog
 from regen.settings import Settings
 from regen.streams.connection import kafka_security, start_client
 from regen.streams.exceptions import BrokerError
+from regen.streams.fetch_pacing import FetchPacer, after_fetch
 from regen.streams.results import changelog_topic, topic_partitions
 from regen.streams.topics import IMAGES_RESULTS, topic_name
 
@@ -51,6 +52,8 @@ LAG_SAMPLES = 10_000
 # A changelog is created when its worker first starts: a projector started
 # before any worker waits this long for each of its topics, then retries.
 TOPIC_WAIT_S = 2.0
+# How long an idle projector's fetch waits for records (aiokafka's default).
+SQL_FETCH_WAIT_MS = 500
 
 
 @dataclass
@@ -86,6 +89,9 @@ class SqlProjector:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sql-projector")
         self._store: SqlStore | None = None
         self._stopping = False
+        # Busy, its fetches wait for a batch (streams/fetch_pacing.py): fewer,
+        # larger transactions too. aiokafka's own fetch wait when idle.
+        self._pacer = FetchPacer(idle_wait_ms=SQL_FETCH_WAIT_MS)
 
     # --- the database thread ---------------------------------------------------
 
@@ -142,7 +148,7 @@ class SqlProjector:
         settings = self.settings
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=settings.sql_batch_size,
-                                    **kafka_security(settings))
+                                    fetch_max_wait_ms=SQL_FETCH_WAIT_MS, **kafka_security(settings))
         await start_client(consumer, settings, self.bootstrap)
         self.consumer = consumer
         try:
@@ -171,6 +177,7 @@ class SqlProjector:
         fetched = await consumer.getmany(timeout_ms=int(self.settings.sql_batch_interval * 1000),
                                          max_records=self.settings.sql_batch_size)
         records = [record for batch in fetched.values() for record in batch]
+        after_fetch(self._pacer, consumer, len(records))
         if not records:
             return
         result = await self._in_thread(lambda: self._map_and_apply(records))

@@ -33,6 +33,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from regen.streams.checkpoint import Sequencer, Verdict
+from regen.streams.fetch_pacing import FetchPacer, after_fetch
 from regen.streams.paced_clients import PacedTransport
 
 # Faust's compiled stream iterator acks an event by writing the consumer's
@@ -46,6 +47,9 @@ faust_streams._CStreamIterator = None
 # Records handed over before yielding to the event loop once: a large fetch
 # must not keep the web server and timers waiting.
 DELIVERIES_PER_YIELD = 100
+# The fetch wait Faust gives its consumer (drivers/aiokafka.py): an idle
+# worker's pace (streams/fetch_pacing.py, rule 1).
+FAUST_FETCH_WAIT_MS = 1500
 
 
 class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
@@ -105,6 +109,7 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     break
                 fetched = [item async for item in records]
+                self._pace_fetches(len(fetched))
                 sought: set[TP] = set()  # partitions sent back during this fetch's delivery
                 for index, (tp, message) in enumerate(fetched):
                     delivered_since_yield += 1
@@ -194,6 +199,16 @@ class CommitOnlyProcessedConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.sequencer.forget(revoked)
         await super().on_partitions_revoked(revoked)
+
+    def _pace_fetches(self, delivered: int) -> None:
+        """streams/fetch_pacing.py: a busy worker's fetches wait for a batch.
+        The aiokafka consumer runs in Faust's consumer thread; its fetcher
+        reads the two values it is given when it builds the next request."""
+        if not hasattr(self, "_regen_pacer"):
+            self._regen_pacer = FetchPacer(idle_wait_ms=FAUST_FETCH_WAIT_MS)
+        consumer = getattr(self._thread, "_consumer", None)  # type: ignore[attr-defined]  # Faust's thread consumers have it
+        if consumer is not None:
+            after_fetch(self._regen_pacer, consumer, delivered)
 
     @property
     def sequencer(self) -> Sequencer[TP]:
