@@ -20,13 +20,15 @@ from faust import streams as faust_streams
 from regen.agents.context import WorkerContext
 from regen.agents.deadletter import send_to_deadletter
 from regen.schemas.events import Event
+from regen.streams.batches import take_batches
 from regen.streams.codec import decode
 from regen.streams.exceptions import PoisonEvent
 
 log = logging.getLogger(__name__)
 
-# How long a batch agent waits to fill a batch: short, so a lone event (one
-# person's request) is not held back waiting for company.
+# How long a batch agent waits, from a batch's first event, to fill it:
+# short, so a lone event is not held back waiting for company. While no event
+# comes, the agent does not wake at all (streams/batches.py).
 BATCH_WINDOW_S = 0.005
 
 
@@ -66,7 +68,7 @@ def register_event_agent(ctx: WorkerContext, spec, name: str,
             await handle_message(ctx, event.message, spec.event_types, handler)
 
     async def batch_agent(stream):
-        async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
+        async for events in take_batches(stream, batch, BATCH_WINDOW_S):
             async with ctx.emitting_together():
                 for event in events:
                     with as_current_event(event):
