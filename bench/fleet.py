@@ -9,7 +9,11 @@ first rebalance are not timed (one warm-up import through every worker).
 Each figure also says where the CPU went per image (bench/cpu.py): a fleet
 on one machine pays a second worker process and more broker requests.
 
-    python -m bench.fleet [--copies 3] [--repeats 3] [--variant h400.jpg]
+The timed part must be long enough to measure a rate: with 3 copies (46
+timed photos, about a second) start-up transients decided the figure (0.79 x
+and 0.98 x on the same code); 12 copies (208 timed photos) take about 5 s.
+
+    python -m bench.fleet [--copies 12] [--repeats 3] [--variant h400.jpg]
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def _wait_ready(settings: Settings, timeout: float = 90) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=3, help="copies of each corpus photo (18 photos each)")
+    parser.add_argument("--copies", type=int, default=12, help="copies of each corpus photo (18 photos each)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variant", default="h400.jpg", help="the variant rendered (h400.jpg, full.webp, ...)")
     args = parser.parse_args()

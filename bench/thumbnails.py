@@ -5,7 +5,9 @@ Three figures on the same 8.6 MP photos (the corpus upscaled, EXIF orientations 
 - naive:    open, ``ImageOps.exif_transpose``, LANCZOS resize, save — what
             scripts usually do;
 - raw:      one process calling regen's render function (``run_thumbnail_task``)
-            in a loop: decode, resize, encode, atomic write;
+            in a loop: decode, resize, encode, atomic write; and two such
+            loops at once on halves of the photos, the most two render
+            processes get out of this machine's cores with nothing else on them;
 - pipeline: AssetImported events in, ImageGenerated events out, through a real
             broker and one `regen worker` with 1 and then 2 render processes
             (worker start-up not counted).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -81,6 +84,22 @@ def raw_loop(paths: list[Path], root: Path, variant: str = "h400.jpg") -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
+def raw_loops_in_parallel(paths: list[Path], root: Path, variant: str, processes: int = 2) -> float:
+    """``processes`` raw loops at once, each on its share of the photos and
+    nothing else running: what this machine's cores allow render processes,
+    before any broker or worker takes a share of them."""
+    shares = [paths[n::processes] for n in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_warm_up, range(processes))  # imports done before the clock starts
+        started = time.perf_counter()
+        pool.starmap(raw_loop, [(share, root, variant) for share in shares])
+        return len(paths) / (time.perf_counter() - started)
+
+
+def _warm_up(_: int) -> None:
+    import regen.imaging.render  # noqa: F401  # what the raw loop runs
+
+
 def pipeline(paths: list[Path], root: Path, bootstrap: str, processes: int,
              variant: str = "h400.jpg") -> tuple[float, CpuSpent]:
     state = Path(tempfile.mkdtemp(prefix="regen-bench-state-"))
@@ -131,6 +150,10 @@ def main() -> None:
     raw = median(lambda: raw_loop(paths, root, variant), args.repeats)
     print(f"raw render loop          {raw:7.1f} thumbnails/s"
           + (f"   {raw / naive:5.2f} x naive" if variant == "h400.jpg" else ""), flush=True)
+
+    both = median(lambda: raw_loops_in_parallel(paths, root, variant), args.repeats)
+    print(f"raw loop x 2 processes   {both:7.1f} thumbnails/s   {both / raw:5.2f} x raw loop "
+          f"(the cores' own ceiling for 2 render processes)", flush=True)
 
     with broker(Path(tempfile.mkdtemp(prefix="regen-bench-broker-"))) as bootstrap:
         for processes in (1, 2):
