@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from regen.projections.throttled_log import ThrottledLog
 
@@ -82,6 +83,10 @@ class Metrics:
         """Gauges computed at scrape time."""
         self.registry.register(_StateCollector(queue_depth, pending_dirty, self.read_errors))
 
+    def watch_sql_read_model(self, projector: Any) -> None:
+        """The worker's SQL projector (agents/sql_projector.py), read when scraped."""
+        self.registry.register(_SqlReadModelCollector(projector, self.read_errors))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -120,3 +125,44 @@ class _StateCollector:
         return GaugeMetricFamily("regen_pending_dirty_annotations",
                                  "Annotations whose composite is stale, in this worker's videos",
                                  value=self._pending_dirty())
+
+
+class _SqlReadModelCollector:
+    """How far this worker's SQL projector is behind, and what it applied.
+
+    They describe the read model this worker writes: its own SQLite file by
+    default, where every worker applies every record of the group (so these
+    are not summed across workers), or a shared database, where each applies
+    what the others have not (``skipped`` counts what they had)."""
+
+    def __init__(self, projector: Any, read_errors: Counter) -> None:
+        self._projector = projector
+        self._read_errors = read_errors
+        self._log = ThrottledLog(log)
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        try:
+            families = self._families()
+        except Exception:  # noqa: BLE001 - as _StateCollector: left out, the scrape goes on
+            self._read_errors.labels("regen_sql_read_model").inc()
+            self._log.log("sql", logging.WARNING, "metrics: reading the SQL read model's figures failed; "
+                          "left out of this scrape", exc_info=True)
+            return
+        yield from families
+
+    def _families(self) -> list:
+        stats = self._projector.stats
+        behind = GaugeMetricFamily("regen_sql_read_model_behind", "Records of the read model's topics not yet "
+                                   "applied by this worker's SQL projector", value=self._projector.behind())
+        lags = list(stats.lags)
+        lag = GaugeMetricFamily("regen_sql_read_model_lag_seconds", "For the last batch applied: seconds from "
+                                "its oldest record's Kafka timestamp to its commit", value=lags[-1][1] if lags else 0.0)
+        records = CounterMetricFamily("regen_sql_read_model_records", "Records read by this worker's SQL "
+                                      "projector, by outcome (applied, skipped: another projector had, "
+                                      "malformed)", labels=["outcome"])
+        for outcome in ("applied", "skipped", "malformed"):
+            records.add_metric([outcome], getattr(stats, outcome))
+        return [behind, lag, records]

@@ -60,7 +60,9 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
     register_webhooks(ctx)
     background = register_control(ctx, bootstrap, next(lane for lane in lanes if lane.spec is RENDER_BACKGROUND))
     register_lifecycle(ctx)
-    register_sql_read_model(ctx, bootstrap)
+    sql_projector = register_sql_read_model(ctx, bootstrap)
+    if sql_projector is not None:
+        ctx.metrics.watch_sql_read_model(sql_projector)
     broker = guard_broker_outages(app, settings, bootstrap)
     stalls = register_stall_watch(ctx)
     started = time.time()

@@ -74,7 +74,8 @@ def test_metrics_are_prometheus_text_with_every_family_of_the_worker(start_worke
     expected = {"regen_events_in": "counter", "regen_renders": "counter", "regen_render_seconds": "histogram",
                 "regen_retries": "counter", "regen_deadletters": "counter",
                 "regen_requests_answered": "counter", "regen_queue_depth": "gauge",
-                "regen_pending_dirty_annotations": "gauge"}
+                "regen_pending_dirty_annotations": "gauge", "regen_sql_read_model_behind": "gauge",
+                "regen_sql_read_model_lag_seconds": "gauge", "regen_sql_read_model_records": "counter"}
     assert {name: families[name].type for name in expected if name in families} == expected
 
     # The counters moved with the import (a render is counted a moment after its image is listed).
@@ -84,6 +85,11 @@ def test_metrics_are_prometheus_text_with_every_family_of_the_worker(start_worke
     assert sample(families, "regen_events_in_total", type="AssetImported") >= len(photos)
     assert sample(families, "regen_render_seconds_count") == len(photos)
     assert {s.labels["lane"] for s in families["regen_queue_depth"].samples} == {"interactive", "background"}
+    # The worker's SQL projector applied the import's rows (asset, jobs, completions) and caught up.
+    families = eventually(lambda: (f := scrape(worker)[1]) and sample(f, "regen_sql_read_model_behind") == 0
+                          and sample(f, "regen_sql_read_model_records_total", outcome="applied") >= 3 * len(photos)
+                          and f)
+    assert families, "the SQL projector never caught up with the import"
 
     # Without a token nothing is signed: the overview's image URLs are plain and open.
     assert {image["url"] for image in images} == {f"/images/{image['uri']}" for image in images}

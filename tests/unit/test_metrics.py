@@ -8,6 +8,8 @@ import logging
 from prometheus_client.parser import text_string_to_metric_families
 
 from regen.agents.metrics import Metrics
+from regen.agents.sql_projector import ProjectorStats
+from regen.projections.sql_store import Applied
 
 # Every label regen's metrics may carry: each takes a handful of values, none per asset, job or batch.
 BOUNDED_LABELS = {"type", "outcome", "kind", "lane", "timer", "answer", "gauge", "le"}
@@ -69,3 +71,43 @@ def test_each_worker_has_its_own_registry():
     two.watch(lambda: [], lambda: 0)
     assert samples(scrape(two), "regen_renders_total") == {}
     assert samples(scrape(one), "regen_renders_total") == {(("outcome", "generated"),): 4.0}
+
+
+class _Projector:
+    """The two things a scrape reads of agents/sql_projector.py's SqlProjector, with its real stats."""
+
+    def __init__(self, behind) -> None:
+        self.stats = ProjectorStats()
+        self._behind = behind
+
+    def behind(self) -> int:
+        return self._behind()
+
+
+def test_the_sql_read_model_says_how_far_behind_it_is_and_what_it_applied():
+    projector = _Projector(lambda: 120)
+    projector.stats.add(Applied(applied=40, skipped=5, malformed=["not JSON"]), oldest_ms=1_000_000,
+                        committed_at=1_000.25)
+    metrics = Metrics()
+    metrics.watch_sql_read_model(projector)
+    families = scrape(metrics)
+    assert samples(families, "regen_sql_read_model_behind") == {(): 120.0}
+    assert samples(families, "regen_sql_read_model_lag_seconds") == {(): 0.25}
+    assert samples(families, "regen_sql_read_model_records_total") == {
+        (("outcome", "applied"),): 40.0, (("outcome", "skipped"),): 5.0, (("outcome", "malformed"),): 1.0}
+    labels = {name for f in families.values() for s in f.samples for name in s.labels}
+    assert labels <= BOUNDED_LABELS
+
+
+def test_a_projector_that_cannot_be_read_leaves_its_figures_out_and_the_scrape_answers():
+    def consumer_moving():
+        raise AssertionError("Partition is not assigned")
+
+    metrics = Metrics()
+    metrics.watch_sql_read_model(_Projector(consumer_moving))
+    metrics.renders.labels("generated").inc()
+    families = scrape(metrics)
+    assert "regen_sql_read_model_behind" not in families
+    assert samples(families, "regen_renders_total") == {(("outcome", "generated"),): 1.0}
+    assert samples(scrape(metrics), "regen_metrics_read_errors_total") == {
+        (("gauge", "regen_sql_read_model"),): 1.0}
