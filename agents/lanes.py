@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -68,11 +68,19 @@ class LaneMessage:
 @dataclass(frozen=True)
 class LaneEvent:
     message: LaneMessage
+    # Told when the handler is done with this record (its outcome sent), before
+    # the batch is: the stall watch takes a long batch whose records keep
+    # finishing for progress, though its commit waits for the slowest.
+    on_finished: Callable[[], None] | None = field(default=None, compare=False)
+
+    def finished(self) -> None:
+        if self.on_finished is not None:
+            self.on_finished()
 
 
-def lane_event(record: Any) -> LaneEvent:
+def lane_event(record: Any, on_finished: Callable[[], None] | None = None) -> LaneEvent:
     return LaneEvent(LaneMessage(record.topic, record.partition, record.offset, record.key, record.value,
-                                 tuple(record.headers or ()), (record.timestamp or 0) / 1000))
+                                 tuple(record.headers or ()), (record.timestamp or 0) / 1000), on_finished)
 
 
 class PartitionFollower:
@@ -95,6 +103,12 @@ class PartitionFollower:
         self.rebalances = 0
         self._assigned_at = -1
         self.committed: dict[int, int] = {}  # partition -> committed offset, as far as this lane knows
+        # Records the handler finished, a count that only grows, and the
+        # partitions of the batch in flight: every one of them waits for the
+        # same commit, so each record finished is progress for all of them
+        # (rule 5 of projections/stalls.py).
+        self.finished = 0
+        self.in_batch: frozenset[int] = frozenset()
         self._idle = asyncio.Event()  # no batch in flight
         self._idle.set()
         self._stopping = False
@@ -170,9 +184,11 @@ class PartitionFollower:
             return  # a rebalance began during the fetch: rule 11 reads them again
         self._idle.clear()
         try:
-            await self.handle(self.ctx, [lane_event(record) for record in records])
+            self.in_batch = frozenset(record.partition for record in records)
+            await self.handle(self.ctx, [lane_event(record, self._finished_one) for record in records])
             await self._commit(consumer, commit_positions(records))
         finally:
+            self.in_batch = frozenset()
             self._idle.set()
 
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
@@ -225,6 +241,9 @@ class PartitionFollower:
                 log.warning("%s consumer: commit failed (%s); retrying in %.1f s", self.name, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(COMMIT_RETRY_MAX_S, delay * 2)
+
+    def _finished_one(self) -> None:
+        self.finished += 1
 
     # --- what the worker reports ---------------------------------------------
 

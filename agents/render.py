@@ -128,7 +128,7 @@ async def _report_if_slow(ctx: WorkerContext, stages: dict[str, str]) -> None:
                   ctx.pool.describe())
 
 
-async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob, stages: dict[str, str]) -> None:
+async def _render_and_emit(ctx: WorkerContext, event: LaneEvent, job: RenderJob, stages: dict[str, str]) -> None:
     try:
         outcome = await _render_one(ctx, job, stages)
     except Exception as e:  # a bug, not a render error: keep it visible
@@ -136,6 +136,7 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob, stage
         stages[job.job_id] = "dead-lettering"
         await send_to_deadletter(ctx, event.message, e)
         stages[job.job_id] = "done"
+        event.finished()
         return
     with as_current_event(event):
         if isinstance(outcome, Retry):
@@ -151,6 +152,7 @@ async def _render_and_emit(ctx: WorkerContext, event: Any, job: RenderJob, stage
     else:
         await _emit_or_deadletter(ctx, event, IMAGES_RESULTS, outcome)
     stages[job.job_id] = "done"
+    event.finished()  # a long batch whose renders keep finishing is not stalled (projections/stalls.py rule 5)
 
 
 async def _emit_or_deadletter(ctx: WorkerContext, event: Any, spec: TopicSpec, outcome: Event) -> None:

@@ -162,7 +162,8 @@ async def follower_readings(ctx: WorkerContext, follower: Any) -> list[tuple[Par
                 continue
             readings.append((PartitionKey(shown_topic(ctx, follower.topic), partition),
                              Reading(committed=committed, end=end, in_hand=in_hand, held=held,
-                                     fetched_to=fetch_position_now(consumer, tp))))
+                                     fetched_to=fetch_position_now(consumer, tp),
+                                     finished=follower.finished if partition in follower.in_batch else 0)))
     return readings
 
 

@@ -22,11 +22,15 @@ The rules, in order:
 3. A partition its reader holds on purpose (background work paused by an
    operator) waits by design: not a stall.
 4. A partition in which work waits, whose committed offset has not changed
-   for ``after_s`` seconds, is stalled.
+   and whose reader finished none of its records for ``after_s`` seconds,
+   is stalled.
 5. A partition resets when its committed offset moves (either way: a rewind
-   after a rebalance is a new start too), when it catches up, when it is
-   held, and when it leaves the readings (moved to another worker). A stall
-   is told once when it begins and once when it ends.
+   after a rebalance is a new start too), when its reader finishes one of
+   its records (a lane commits a batch once its slowest render is done, so
+   a long batch whose renders keep finishing is progressing, not stalled),
+   when it catches up, when it is held, and when it leaves the readings
+   (moved to another worker). A stall is told once when it begins and once
+   when it ends.
 6. While the readers could not progress at all (a rebalance, table
    recovery, the broker away), nobody observes; afterwards every partition
    not yet told stalled gets ``after_s`` again from that moment, so an
@@ -62,6 +66,10 @@ class Reading:
     # and not yet counted, or a commit not yet made for counted ones.
     in_hand: bool = False
     held: bool = False  # rule 3
+    # Records its reader has finished of the batch in flight this partition
+    # is in (the count only grows; rule 5); 0 for a partition in no batch and
+    # for readers that commit as they finish: their commits say it.
+    finished: int = 0
 
     def work_waits(self) -> bool:
         """Rules 1 and 2."""
@@ -93,6 +101,7 @@ class Changes:
 @dataclass
 class _Watched:
     committed: int
+    finished: int
     since: float
 
 
@@ -114,7 +123,11 @@ class StallDetector:
             watched = self._watched.get(key)
             if watched is None or watched.committed != reading.committed:  # rule 5: moved
                 self._reset(key, ended)
-                self._watched[key] = _Watched(reading.committed, now)
+                self._watched[key] = _Watched(reading.committed, reading.finished, now)
+                continue
+            if watched.finished != reading.finished:  # rule 5: a record of it finished
+                self._reset(key, ended)
+                self._watched[key] = _Watched(reading.committed, reading.finished, now)
                 continue
             if now - watched.since < self.after_s:
                 continue

@@ -11,15 +11,17 @@ import urllib.request
 import uuid
 from dataclasses import replace
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from regen.cli.importer import scan
+from regen.schemas.events import ImageFailed
 from regen.streams.codec import encode
 from regen.streams.connection import kafka_security
 from regen.streams.results import wait_for
 from regen.streams.topics import ASSETS_IMPORTED, topic_name
-from tests.helpers import eventually, import_event, make_photos, publish, run, variant_key
+from tests.helpers import eventually, import_event, make_photos, publish, publish_all, run, variant_key
 
 STALL_AFTER_S = 5  # the least REGEN_STALL_AFTER allows; the watch looks every 1.25 s then
 
@@ -136,3 +138,41 @@ def test_partitions_ending_in_transaction_markers_are_not_stalled(start_worker, 
         time.sleep(0.5)
     assert samples > 5
     assert "has not moved for" not in worker.log.read_text(errors="replace"), worker.tail(40)
+
+
+def _post(worker, path: str, body: dict, token: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.settings.web_port}{path}", method="POST",
+                                     data=orjson.dumps(body), headers={"Content-Type": "application/json",
+                                                                       "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_a_long_batch_whose_renders_keep_finishing_is_not_stalled(start_worker, tmp_path):
+    # Every render hangs until the 2.5 s render timeout kills it (one attempt:
+    # each ends as ImageFailed), one render process: a batch of 6 holds its
+    # partitions' committed offsets for 15 s or more, three times
+    # REGEN_STALL_AFTER, while one of its renders finishes every few seconds.
+    media = tmp_path / "media"
+    photos = make_photos(media, 6)
+    worker = start_worker(REGEN_MEDIA_ROOTS=str(media), REGEN_PREGENERATE_VARIANTS="h200.jpg",
+                          REGEN_FAULT_HANG_PATTERN=".jpg", REGEN_RENDER_TIMEOUT="2.5", REGEN_MAX_ATTEMPTS="1",
+                          REGEN_RENDER_PROCESSES="1", REGEN_STALL_AFTER=str(STALL_AFTER_S),
+                          REGEN_ADMIN_TOKEN="commander")
+    settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
+    # Held while the jobs queue, so the lane takes all six in one batch.
+    assert _post(worker, "/admin/pause", {"lane": "background"}, "commander") == 202
+    assert eventually(lambda: worker.get("/health")[1]["background_paused"], timeout=20)
+    events = [replace(s.event, asset_id=f"slow-{n}") for n, s in enumerate(scan(photos, [media], None))]
+    run(publish_all(settings, bootstrap, events))
+    assert eventually(lambda: all(worker.get(f"/assets/{e.asset_id}")[0] == 200 for e in events), timeout=20)
+    resumed = time.monotonic()
+    assert _post(worker, "/admin/resume", {"lane": "background"}, "commander") == 202
+
+    outcomes = run(wait_for(settings, bootstrap, variant_key, {f"{e.asset_id}/h200.jpg" for e in events},
+                            timeout=120))
+    took = time.monotonic() - resumed
+    assert all(isinstance(o, ImageFailed) and o.reason == "timeout" for o in outcomes.values()), outcomes
+    assert took > 3 * STALL_AFTER_S, f"the batch took {took:.1f} s: too short to tell anything"
+    assert "has not moved for" not in worker.log.read_text(errors="replace"), worker.tail(60)
+    assert stalled_gauges(settings.web_port).get("background") == 0

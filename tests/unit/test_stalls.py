@@ -44,6 +44,27 @@ def test_a_partition_that_moves_resets_and_its_stall_ends():
     assert [s.since for s in detector.observe(21, {BG3: behind(committed=100)}).began] == [11]
 
 
+def test_a_long_batch_whose_records_keep_finishing_is_not_stalled():
+    # A lane commits a batch once its slowest render is done: four renders of
+    # 100 s each in one process hold the committed offset for 400 s, but one
+    # of them finishes every 100 s.
+    detector = StallDetector(after_s=120)
+    for n, now in enumerate(range(0, 400, 100)):
+        assert detector.observe(now, {BG3: behind(in_hand=True, finished=n)}).began == []
+    assert detector.stalled() == []
+
+
+def test_a_batch_that_stops_finishing_records_stalls_after_s_from_the_last_one():
+    detector = StallDetector(after_s=120)
+    detector.observe(0, {BG3: behind(in_hand=True, finished=0)})
+    detector.observe(100, {BG3: behind(in_hand=True, finished=1)})  # the last render that finished
+    assert detector.observe(219, {BG3: behind(in_hand=True, finished=1)}).began == []
+    changes = detector.observe(220, {BG3: behind(in_hand=True, finished=1)})
+    assert [(s.key, s.since) for s in changes.began] == [(BG3, 100)]
+    # And a record finishing later ends the stall.
+    assert [s.key for s in detector.observe(230, {BG3: behind(in_hand=True, finished=2)}).ended] == [BG3]
+
+
 def test_a_rewind_is_movement_too():
     detector = StallDetector(after_s=10)
     detector.observe(0, {BG3: behind()})
@@ -226,10 +247,13 @@ class FakeLaneConsumer:
 @pytest.mark.parametrize(("busy", "held"), [(False, False), (True, False), (True, True)])
 def test_a_lane_reading_says_what_the_lane_holds(busy, held):
     lane = SimpleNamespace(consumer=FakeLaneConsumer(end=126, position=126), topic="regen.render.background",
-                           committed={3: 99}, busy=lambda: busy, held=lambda: held, name="background")
+                           committed={3: 99}, finished=4, in_batch=frozenset({3}) if busy else frozenset(),
+                           busy=lambda: busy, held=lambda: held, name="background")
     ((key, reading),) = asyncio.run(follower_readings(SimpleNamespace(settings=Settings()), lane))
     assert key == BG3
-    assert reading == Reading(committed=99, end=126, fetched_to=126, in_hand=busy, held=held)
+    # A partition of the batch in flight has the lane's count of records finished; others have none.
+    assert reading == Reading(committed=99, end=126, fetched_to=126, in_hand=busy, held=held,
+                              finished=4 if busy else 0)
 
 
 def test_a_position_that_cannot_be_read_now_is_unknown():
