@@ -20,8 +20,9 @@ from regen.agents.context import WorkerContext
 from regen.agents.job_lanes import lane_topic
 from regen.agents.timers import guarded_timer
 from regen.kinds import KINDS
+from regen.projections.instants import epoch
 from regen.projections.state import JobState, VideoState
-from regen.projections.sweeping import epoch, stuck_jobs, stuck_since, videos_over
+from regen.projections.sweeping import stuck_jobs, stuck_since, videos_over
 from regen.schemas.events import Stuck
 from regen.schemas.jobs import Lane
 from regen.streams.codec import now_iso

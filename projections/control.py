@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from regen.projections.instants import instant
 from regen.projections.state import JobState
 from regen.schemas.events import (
     BackgroundPaused,
@@ -202,17 +203,6 @@ def redriven_headers(letter: DeadLetter, command_id: str) -> list[tuple[str, byt
 
 
 # --- time -------------------------------------------------------------------------
-
-def instant(text: str | None) -> datetime | None:
-    """An ISO 8601 time (Z or an offset; UTC if it names none), or None if it is not one."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
 
 # --- making a command -------------------------------------------------------------
 

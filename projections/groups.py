@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from regen.kinds.base import Completion, Kind
+from regen.projections.instants import epoch
 from regen.projections.state import Record
-from regen.projections.sweeping import epoch
 from regen.schemas.bounds import Count, ErrorText, Revision, Shape, StorePath
 from regen.schemas.events import GroupDeclared, GroupFinished, GroupProgress, GroupStatus, ImageGenerated, Target
 from regen.schemas.jobs import GroupMemberChanged

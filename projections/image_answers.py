@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from regen.projections.instants import epoch
 from regen.projections.signed_urls import image_signature
 from regen.projections.state import JobState
-from regen.projections.sweeping import epoch
 
 # --- which variant a URL names -----------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from regen.projections.control import instant
+from regen.projections.instants import instant
 from regen.projections.sql_jobs import MAX_LIMIT, JobFilter, select_jobs
 from regen.projections.sql_store import SqlStore
 from regen.schemas.events import RetryFailed

@@ -19,6 +19,7 @@ from typing import Any, get_args
 import orjson
 
 from regen.kinds import KINDS
+from regen.projections.instants import instant
 from regen.projections.sql_store import SqlStore
 from regen.projections.state import JobStatus
 from regen.streams.exceptions import RegenError
@@ -83,14 +84,11 @@ def parse_since(text: str, now: float) -> float:
     match = _DURATION.match(text)
     if match:
         return now - float(match.group(1)) * _SECONDS[match.group(2)]
-    from datetime import UTC, datetime
-
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+    moment = instant(text)
+    if moment is None:
         raise JobFilterError(f"since {text!r}: give a duration (30s, 90m, 24h, 7d, 2w) or an ISO 8601 time "
-                             "(2026-01-31T12:00:00Z)") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+                             "(2026-01-31T12:00:00Z)")
+    return moment.timestamp()
 
 
 def encode_cursor(job: dict[str, Any]) -> str:

@@ -26,9 +26,9 @@ import orjson
 from regen.kinds import KINDS
 from regen.kinds.base import Kind
 from regen.projections.groups import GroupState
+from regen.projections.instants import epoch
 from regen.projections.progress import BatchState
 from regen.projections.state import JobState
-from regen.projections.sweeping import epoch
 from regen.schemas.events import ImageFailed, ImageGenerated
 from regen.streams.codec import decode
 from regen.streams.exceptions import PoisonEvent

@@ -4,21 +4,9 @@ have too much pending."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
+from regen.projections.instants import epoch
 from regen.projections.state import JobState, VideoState
-
-
-def epoch(iso: str | None) -> float | None:
-    """Seconds since the epoch of an ISO 8601 time (None if there is none or
-    it does not parse: times in table rows are unchecked strings)."""
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 UNFINISHED = frozenset({"pending", "running", "retrying"})
 
