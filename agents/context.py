@@ -58,6 +58,9 @@ class WorkerContext:
     completion_hooks: list[Callable[[Any], None]] = field(default_factory=list)
     # Every consumer of regen's own (agents/lanes.py PartitionFollower), added as it starts: the stall watch reads them.
     followers: list[Any] = field(default_factory=list)
+    # Whether an operator paused background rendering (agents/control.py's watch,
+    # set by register_control): the overview carries it to the dashboard.
+    background_state: Callable[[], dict] = lambda: {"paused": False, "known": False}
     _pool_started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pool_running: bool = False
 

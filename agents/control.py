@@ -93,6 +93,7 @@ def register_control(ctx: WorkerContext, bootstrap: str, background: PartitionFo
     """The two agents, and the background watch holding ``background``."""
     watch = BackgroundWatch(ctx, bootstrap)
     background.held = watch.held
+    ctx.background_state = watch.describe
     ctx.app.task(watch.run_forever)
     ctx.app.before_stopping.append(watch.stop)  # type: ignore[attr-defined]  # RegenApp's
 

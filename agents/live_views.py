@@ -435,7 +435,7 @@ class OverviewFeed:
         token = ctx.settings.web_token
         parts = await asyncio.gather(*(self._member(url, partitions, local, f"Bearer {token}" if token else None)
                                        for url, partitions in group.members().items()))
-        return {**merge_overviews(parts, now), "state": group.state}
+        return {**merge_overviews(parts, now), "state": group.state, "background": ctx.background_state()}
 
     async def _member(self, url: str, partitions: tuple[int, ...], local: dict,
                       authorization: str | None) -> MemberOverview:

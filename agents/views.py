@@ -72,7 +72,7 @@ PUBLIC_HEALTH_FIELDS = ("status", "uptime_s", "broker_unreachable_s", "render_pr
 
 
 def register_views(app: faust.App, tables: Tables, settings: Settings, health: Callable[[], dict],
-                   metrics: Callable[[], bytes], activity: Activity) -> None:
+                   metrics: Callable[[], bytes], activity: Activity, background_state: Callable[[], dict]) -> None:
     url_key = image_url_key(settings.web_token) if settings.web_token else None
     self_url = settings.advertised_web_url()
 
@@ -212,7 +212,10 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
             parts = await asyncio.gather(*(
                 member_overview(url, partitions, local, request.headers.get("Authorization"))
                 for url, partitions in group.members().items()))
-            return self.json({**merge_overviews(parts, now), "state": group.state})
+            # Paused or not is the group's (every worker reads the same
+            # commands), so the answering worker's own watch says it.
+            return self.json({**merge_overviews(parts, now), "state": group.state,
+                              "background": background_state()})
 
     @app.page("/images/{path:.+}")
     class ImageView(View):

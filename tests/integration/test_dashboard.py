@@ -24,12 +24,13 @@ CHROMIUM = os.environ.get("REGEN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "s3cret"
+ADMIN_TOKEN = "c0mmander"
 ARTIFACTS = Path(os.environ.get("REGEN_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 
 
 def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(start_worker, corpus):
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-    worker = start_worker(REGEN_WEB_TOKEN=TOKEN, REGEN_PREGENERATE_VARIANTS="h400.jpg")
+    worker = start_worker(REGEN_WEB_TOKEN=TOKEN, REGEN_ADMIN_TOKEN=ADMIN_TOKEN, REGEN_PREGENERATE_VARIANTS="h400.jpg")
     settings, bootstrap = worker.settings, worker.env["KAFKA_BOOTSTRAP_SERVERS"]
     base = f"http://127.0.0.1:{settings.web_port}"
     photos = sorted((corpus / "photos").glob("Portrait_*.jpg"))[:5] + [corpus / "bad" / "broken.png"]
@@ -91,6 +92,19 @@ def test_the_dashboard_shows_batches_images_failures_and_rates_as_they_happen(st
                        page.locator("#rates polyline").get_attribute("points").split()]
             assert min(heights) < 118, "the event rate chart shows the burst of events"
             expect(page.get_by_test_id("rate-summary")).to_contain_text("events/s")
+
+            # An operator pauses background rendering: a banner says so, carried by the
+            # same live stream as the rest (the page asks nothing more), and goes on resume.
+            banner = page.get_by_test_id("background")
+            expect(banner).to_be_hidden()
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            assert page.request.post(f"{base}/admin/pause", data={"lane": "background", "reason": "disk swap"},
+                                     headers=admin).status == 202
+            expect(banner).to_contain_text("background rendering paused", timeout=20_000)
+            expect(banner).to_contain_text("disk swap")
+            assert page.request.post(f"{base}/admin/resume", data={"lane": "background"}, headers=admin).status == 202
+            expect(banner).to_be_hidden(timeout=20_000)
+            assert not [u for u in requested if urlsplit(u).path == "/control/background"], "asked apart"
 
             # Every update came over the live stream: /api/overview was asked once before the token
             # (401) and once for the first paint, never polled; the stream opened by a signed URL.
