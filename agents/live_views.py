@@ -59,7 +59,7 @@ from regen.agents.routing import (
 from regen.projections import sse
 from regen.projections.groups import GroupState, group_answer
 from regen.projections.progress import BatchState, batch_view, video_view
-from regen.projections.queries import MemberOverview, merge_overviews, overview
+from regen.projections.queries import MemberOverview, group_overview, overview
 from regen.projections.signed_urls import image_url_key
 from regen.projections.state import VideoState
 from regen.projections.stream_urls import STREAM_PATH, stream_signature_valid, stream_url, stream_url_key
@@ -435,7 +435,7 @@ class OverviewFeed:
         token = ctx.settings.web_token
         parts = await asyncio.gather(*(self._member(url, partitions, local, f"Bearer {token}" if token else None)
                                        for url, partitions in group.members().items()))
-        return {**merge_overviews(parts, now), "state": group.state, "background": ctx.background_state()}
+        return group_overview(parts, now, group.state, ctx.background_state())
 
     async def _member(self, url: str, partitions: tuple[int, ...], local: dict,
                       authorization: str | None) -> MemberOverview:

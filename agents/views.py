@@ -49,8 +49,8 @@ from regen.projections.queries import (
     annotation_status,
     asset_status,
     batch_status,
+    group_overview,
     job_status,
-    merge_overviews,
     overview,
     video_status,
 )
@@ -212,10 +212,7 @@ def register_views(app: faust.App, tables: Tables, settings: Settings, health: C
             parts = await asyncio.gather(*(
                 member_overview(url, partitions, local, request.headers.get("Authorization"))
                 for url, partitions in group.members().items()))
-            # Paused or not is the group's (every worker reads the same
-            # commands), so the answering worker's own watch says it.
-            return self.json({**merge_overviews(parts, now), "state": group.state,
-                              "background": background_state()})
+            return self.json(group_overview(parts, now, group.state, background_state()))
 
     @app.page("/images/{path:.+}")
     class ImageView(View):

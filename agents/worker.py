@@ -90,7 +90,7 @@ def build_worker(settings: Settings, bootstrap: str, cluster: str = "default") -
 
     ctx.metrics.watch(lambda: lane_depths(ctx, lanes), lambda: pending_dirty_annotations(ctx))
     register_image_views(ctx)  # before register_views: its route comes before the store paths' /images/{path}
-    register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity, background.describe)
+    register_views(app, tables, settings, health, ctx.metrics.exposition, ctx.activity, ctx.background_state)
     register_live(ctx)
     register_admin_views(ctx, bootstrap, background)
     return ctx

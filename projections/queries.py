@@ -126,6 +126,14 @@ def merge_overviews(parts: Sequence[MemberOverview], now: float) -> dict:
             "members": members, "missing": [m["url"] for m in members if not m["answered"]]}
 
 
+def group_overview(parts: Sequence[MemberOverview], now: float, group_state: str, background: dict) -> dict:
+    """What ``/api/overview`` answers and the live overview pushes: the
+    members' overviews merged, the group's state, and whether background
+    rendering is paused (the group's: every worker reads the same commands,
+    so the answering worker's own watch says it)."""
+    return {**merge_overviews(parts, now), "state": group_state, "background": background}
+
+
 def sum_rates(series: Iterable[Sequence[int]]) -> list[int]:
     """Per-second counts of several members added up, aligned on the latest second."""
     series = [list(s) for s in series]

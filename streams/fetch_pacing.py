@@ -6,9 +6,9 @@ A Kafka fetch returns when ``min_bytes`` of records are there or
 busy reader sends a fetch for nearly every record written: measured with
 two workers rendering 8.6 MP photos, 8.5 fetches per thumbnail, and on a
 machine shared with the broker each request costs CPU on both sides (on
-loopback the sender's write also runs the receiving network stack). Held
-for a batch, the same work took 2.5 fetches per thumbnail and the fleet
-rendered 29 % more per second. But a fetch held for a batch delays a single
+loopback the sender's write also runs the receiving network stack). Paced
+as below, the same work took 2.7 fetches per thumbnail and the fleet
+rendered 27 % more per second. But a fetch held for a batch delays a single
 record by up to the wait, and an idle reader would ask the broker at that
 rate all day long.
 
